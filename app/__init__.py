@@ -1,0 +1,1 @@
+"""gridflow application: core (settings, db, models, events, bus), intake and HTTP."""

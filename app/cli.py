@@ -1,0 +1,228 @@
+"""The `gridflow` command: serve, tokens, devices, database, grids and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from app.core.auth import Role, hash_device_key, issue_token, new_device_key
+from app.core.settings import Settings
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.http.app import create_app
+
+    settings = _settings()
+    secret_file = settings.data_dir / "jwt-secret"
+    settings.jwt_secret()  # fail fast on a bad or missing secret
+    print(f"gridflow: serving the embedded default on http://{args.host}:{args.port}")
+    print(f"  data directory: {settings.data_dir.resolve()}")
+    print(f"  API documentation: http://{args.host}:{args.port}/docs")
+    print("  tokens:  .venv/bin/gridflow token issue --role resident --subject alice")
+    print("           .venv/bin/gridflow token issue --role operator --subject ops-1")
+    print("           .venv/bin/gridflow token issue --role worker --subject w-33010600100101-1")
+    print("  demo:    .venv/bin/gridflow demo   (in another terminal)")
+    if settings.auth.secret is None:
+        print(f"  signing secret: {secret_file} (created on first use)")
+    sys.stdout.flush()
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    settings = _settings()
+    token = issue_token(
+        settings.jwt_secret(),
+        role=Role(args.role),
+        subject=args.subject,
+        issuer=settings.auth.issuer,
+        audience=settings.auth.audience,
+        now=datetime.now(UTC),
+        ttl_s=args.ttl or settings.auth.token_ttl_s,
+    )
+    print(token)
+    return 0
+
+
+async def _with_db(settings: Settings, action: str, **kw: object) -> int:
+    from sqlalchemy import select
+
+    from app.core.db import Database
+    from app.core.models import Device
+
+    db = Database(settings.database_url)
+    try:
+        await db.upgrade()
+        if action == "device-create":
+            key = new_device_key()
+            async with db.transaction() as session:
+                device_id = str(kw["device_id"])
+                if await session.get(Device, device_id) is not None:
+                    print(f"gridflow: device {device_id!r} exists", file=sys.stderr)
+                    return 2
+                session.add(
+                    Device(
+                        id=device_id,
+                        name=str(kw["name"] or device_id),
+                        key_hash=hash_device_key(key),
+                        created_at=datetime.now(UTC),
+                    )
+                )
+            print(key)
+        elif action == "device-list":
+            async with db.reader() as session:
+                for d in await session.scalars(select(Device).order_by(Device.id)):
+                    state = "revoked" if d.revoked_at else "active"
+                    print(f"{d.id}\t{state}\t{d.name}")
+        return 0
+    finally:
+        await db.dispose()
+
+
+def cmd_db_upgrade(_: argparse.Namespace) -> int:
+    settings = _settings()
+    asyncio.run(_with_db(settings, "upgrade"))
+    print(f"gridflow: database at head ({_redact(settings.database_url)})")
+    return 0
+
+
+def cmd_device_create(args: argparse.Namespace) -> int:
+    return asyncio.run(_with_db(_settings(), "device-create", device_id=args.id, name=args.name))
+
+
+def cmd_device_list(_: argparse.Namespace) -> int:
+    return asyncio.run(_with_db(_settings(), "device-list"))
+
+
+def cmd_grids_import(args: argparse.Namespace) -> int:
+    from app.core.db import Database
+    from app.core.grids import store_grid_set
+    from geo.grids import GridImportError, grids_from_geojson
+
+    path = Path(args.file)
+    try:
+        collection = json.loads(path.read_text(encoding="utf-8"))
+        grids = grids_from_geojson(collection)
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"gridflow: cannot read {path}: {exc}", file=sys.stderr)
+        return 2
+    except GridImportError as exc:
+        print(f"gridflow: {path} is not a usable grid set:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        db = Database(_settings().database_url)
+        try:
+            await db.upgrade()
+            async with db.transaction() as session:
+                version = await store_grid_set(
+                    session, grids, source=path.name, now=datetime.now(UTC)
+                )
+        finally:
+            await db.dispose()
+        units = sum(1 for g in grids if g.level.value == "unit")
+        print(
+            f"gridflow: imported {len(grids)} grids ({units} unit grids) as version "
+            f"{version}; running servers pick it up on restart"
+        )
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from app.demo import run_demo
+
+    return asyncio.run(
+        run_demo(_settings(), base_url=args.url, cases=args.cases, timeout_s=args.timeout)
+    )
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gridflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API with the embedded engine")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="bearer tokens").add_subparsers(
+        dest="action", required=True
+    )
+    issue = token.add_parser("issue", help="print a signed bearer token")
+    issue.add_argument("--role", required=True, choices=[r.value for r in Role])
+    issue.add_argument(
+        "--subject",
+        required=True,
+        help="resident id, worker id (as the API shows it), or operator id",
+    )
+    issue.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
+    issue.set_defaults(func=cmd_token)
+
+    device = sub.add_parser("device", help="sensor devices").add_subparsers(
+        dest="action", required=True
+    )
+    create = device.add_parser("create", help="register a device and print its key once")
+    create.add_argument("--id", required=True)
+    create.add_argument("--name", default=None)
+    create.set_defaults(func=cmd_device_create)
+    device.add_parser("list", help="list devices").set_defaults(func=cmd_device_list)
+
+    db = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
+    db.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+
+    grids = sub.add_parser("grids", help="grid sets").add_subparsers(dest="action", required=True)
+    imp = grids.add_parser("import", help="import a GeoJSON FeatureCollection as a new version")
+    imp.add_argument("file")
+    imp.set_defaults(func=cmd_grids_import)
+
+    demo = sub.add_parser("demo", help="drive simulated residents, sensors and workers")
+    demo.add_argument("--url", default="http://127.0.0.1:8000")
+    demo.add_argument("--cases", type=int, default=8, help="resident reports to send")
+    demo.add_argument("--timeout", type=float, default=120.0, help="give up after (seconds)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("alembic", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ValueError as exc:
+        print(f"gridflow: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Core of the application: settings, database, models, events, bus. No HTTP here."""

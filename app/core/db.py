@@ -1,0 +1,128 @@
+"""The database handle: engine, sessions, the one place transactions begin and commit.
+
+`transaction()` is the unit of work: it commits on success, rolls back on error, and only then
+tells listeners (the embedded bus) that new rows exist. SQLite allows one writer: write
+transactions here are serialised by an asyncio lock and begin IMMEDIATE, so a writer never meets
+a busy database half-way through. PostgreSQL needs neither.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached; callers answer 503, never 500."""
+
+
+class Database:
+    def __init__(
+        self, url: str, *, echo: bool = False, pool_size: int = 10, serialize_writes: bool = False
+    ) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        # The embedded bus reads the outbox by id, which is only safe if ids commit in order.
+        self.serialize_writes = serialize_writes or self.is_sqlite
+        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs["pool_size"] = pool_size
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.is_sqlite:
+            _configure_sqlite(self.engine)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+        self._write_lock = asyncio.Lock()
+        self._after_commit: list[Callable[[], None]] = []
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        self._after_commit.append(listener)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One read-write unit of work. Commits when the block ends without an exception."""
+        if self.serialize_writes:
+            async with self._write_lock, self.sessions() as session:
+                if self.is_sqlite:
+                    await session.connection(execution_options={"sqlite_immediate": True})
+                yield session
+                await session.commit()
+        else:
+            async with self.sessions() as session:
+                yield session
+                await session.commit()
+        for listener in self._after_commit:
+            listener()
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[AsyncSession]:
+        """A read-only session; never commits. Loaded objects stay readable after it closes."""
+        async with self.sessions() as session:
+            yield session
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    async def upgrade(self, revision: str = "head") -> None:
+        """Apply the Alembic migrations on this database."""
+        if self.is_sqlite:
+            db_path = self.engine.url.database
+            if db_path and db_path != ":memory:":
+                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        async with self.engine.begin() as conn:
+            await conn.run_sync(_upgrade, revision)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def alembic_config() -> Config:
+    cfg = Config(str(REPO_ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(REPO_ROOT / "migrations"))
+    return cfg
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, revision)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,0 +1,118 @@
+"""Typed events and the two ways they are written: the case timeline and the outbox.
+
+Every change to a case appends one CaseEvent (its `id` is the feed cursor) and one outbox row
+on the case-events topic, in the caller's transaction. Delivery is at-least-once; consumers are
+idempotent by `event_id`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core import topics
+from app.core.models import Case, CaseEvent, OutboxMessage
+
+
+class EventType(StrEnum):
+    REPORT_RECEIVED = "ReportReceived"
+    CASE_OPENED = "CaseOpened"
+    REPORT_MERGED = "ReportMerged"
+    TASK_OFFERED = "TaskOffered"
+    TASK_ACCEPTED = "TaskAccepted"
+    TASK_DECLINED = "TaskDeclined"
+    TASK_EXPIRED = "TaskExpired"
+    DISPATCH_FAILED = "DispatchFailed"
+    WORKER_ARRIVED = "WorkerArrived"
+    CASE_RESOLVED = "CaseResolved"
+    FEEDBACK_RECEIVED = "FeedbackReceived"
+    CASE_REOPENED = "CaseReopened"
+    CASE_CLOSED = "CaseClosed"
+    SLA_BREACHED = "SlaBreached"
+
+
+class EventEnvelope(BaseModel):
+    """What travels on the bus. `cursor` is set for case events (the case_events row id)."""
+
+    event_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    type: EventType
+    version: int = 1
+    occurred_at: datetime
+    case_id: str | None = None
+    seq: int | None = None
+    actor: str
+    grid: str | None = None
+    category: str | None = None
+    cursor: int | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ReportReceivedData(BaseModel):
+    report_id: str
+    source: str
+    category: str
+    grid: str
+    device_id: str | None = None
+
+
+def enqueue(session: AsyncSession, topic: str, key: str, envelope: EventEnvelope) -> None:
+    """Add an outbox row; it is published only if the surrounding transaction commits."""
+    session.add(
+        OutboxMessage(
+            topic=topic,
+            key=key,
+            payload=envelope.model_dump(mode="json"),
+            created_at=envelope.occurred_at,
+        )
+    )
+
+
+async def append_case_event(
+    session: AsyncSession,
+    case: Case,
+    type: EventType,
+    *,
+    actor: str,
+    now: datetime,
+    data: dict[str, Any] | None = None,
+) -> CaseEvent:
+    """Append the next event of `case` to its timeline and to the outbox."""
+    case.seq += 1
+    case.updated_at = now
+    row = CaseEvent(
+        event_id=str(uuid.uuid4()),
+        case_id=case.id,
+        seq=case.seq,
+        type=type.value,
+        version=1,
+        occurred_at=now,
+        actor=actor,
+        grid_code=case.grid_code,
+        category=case.category,
+        data=data or {},
+    )
+    session.add(row)
+    await session.flush()
+    enqueue(session, topics.CASE_EVENTS, case.id, envelope_of(row))
+    return row
+
+
+def envelope_of(row: CaseEvent) -> EventEnvelope:
+    return EventEnvelope(
+        event_id=row.event_id,
+        type=EventType(row.type),
+        version=row.version,
+        occurred_at=row.occurred_at,
+        case_id=row.case_id,
+        seq=row.seq,
+        actor=row.actor,
+        grid=row.grid_code,
+        category=row.category,
+        cursor=row.id,
+        data=row.data,
+    )

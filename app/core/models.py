@@ -1,0 +1,283 @@
+"""ORM models. Every *_at column is timezone-aware UTC; relationships raise on lazy load."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite as on PostgreSQL.
+
+    SQLite has no time zone type: values are stored as naive UTC text, which sorts correctly.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a timezone-aware column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: Json}  # noqa: RUF012
+
+
+class GridSet(Base):
+    __tablename__ = "grid_sets"
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+
+class GridRow(Base):
+    __tablename__ = "grids"
+    grid_set_version: Mapped[int] = mapped_column(ForeignKey("grid_sets.version"), primary_key=True)
+    code: Mapped[str] = mapped_column(String(20), primary_key=True)
+    level: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    parent_code: Mapped[str | None] = mapped_column(String(20))
+    geometry: Mapped[dict[str, Any]]
+
+
+class Category(Base):
+    __tablename__ = "categories"
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name_zh: Mapped[str] = mapped_column(String(100))
+    name_en: Mapped[str] = mapped_column(String(100))
+    priority: Mapped[int] = mapped_column(Integer, default=3)
+
+
+class SlaPolicy(Base):
+    """Clock goals for one category, in seconds from the case opening (accept: from the offer)."""
+
+    __tablename__ = "sla_policies"
+    category_code: Mapped[str] = mapped_column(ForeignKey("categories.code"), primary_key=True)
+    accept_s: Mapped[int] = mapped_column(Integer)
+    on_site_s: Mapped[int] = mapped_column(Integer)
+    close_s: Mapped[int] = mapped_column(Integer)
+
+
+class Worker(Base):
+    __tablename__ = "workers"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    grid_code: Mapped[str] = mapped_column(String(20), index=True)
+    on_duty: Mapped[bool] = mapped_column(Boolean, default=True)
+    lon: Mapped[float | None] = mapped_column(Float)
+    lat: Mapped[float | None] = mapped_column(Float)
+    location_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class Report(Base):
+    """One resident report or sensor alert, as received (coordinates kept as sent and as WGS-84)."""
+
+    __tablename__ = "reports"
+    __table_args__ = (UniqueConstraint("device_id", "external_id"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))  # resident | sensor
+    reporter_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"))
+    external_id: Mapped[str | None] = mapped_column(String(128))
+    category: Mapped[str] = mapped_column(ForeignKey("categories.code"))
+    description: Mapped[str] = mapped_column(Text, default="")
+    address: Mapped[str | None] = mapped_column(String(500))
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    crs: Mapped[str] = mapped_column(String(8))
+    lon_in: Mapped[float] = mapped_column(Float)
+    lat_in: Mapped[float] = mapped_column(Float)
+    grid_code: Mapped[str] = mapped_column(String(20), index=True)
+    grid_set_version: Mapped[int] = mapped_column(Integer)
+    case_id: Mapped[str | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    observed_at: Mapped[datetime | None]
+    confidence: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime]
+
+
+class Photo(Base):
+    __tablename__ = "photos"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    report_id: Mapped[str | None] = mapped_column(ForeignKey("reports.id"), index=True)
+    task_id: Mapped[str | None] = mapped_column(ForeignKey("tasks.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(32))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+
+
+class Case(Base):
+    __tablename__ = "cases"
+    __table_args__ = (Index("ix_cases_device_open", "source_device_id", "category", "status"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    category: Mapped[str] = mapped_column(ForeignKey("categories.code"))
+    grid_code: Mapped[str] = mapped_column(String(20), index=True)
+    grid_set_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    priority: Mapped[int] = mapped_column(Integer)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    source_device_id: Mapped[str | None] = mapped_column(String(64))
+    assignee_worker_id: Mapped[str | None] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+
+
+class Task(Base):
+    """One offer of a case to one worker, and what the worker did with it."""
+
+    __tablename__ = "tasks"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    worker_id: Mapped[str] = mapped_column(ForeignKey("workers.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    offered_at: Mapped[datetime]
+    accept_due_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None]
+    arrived_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class SlaTimer(Base):
+    """A deadline as a row: armed until it fires once or is cancelled."""
+
+    __tablename__ = "sla_timers"
+    __table_args__ = (Index("ix_sla_timers_due", "state", "due_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    task_id: Mapped[str | None] = mapped_column(ForeignKey("tasks.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16), default="armed")
+    created_at: Mapped[datetime]
+    fired_at: Mapped[datetime | None]
+
+
+class CaseEvent(Base):
+    """The case timeline; `id` is the global feed cursor, `seq` the order within one case."""
+
+    __tablename__ = "case_events"
+    __table_args__ = (UniqueConstraint("case_id", "seq"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(40))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    occurred_at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(128))
+    grid_code: Mapped[str] = mapped_column(String(20))
+    category: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]]
+
+
+class Feedback(Base):
+    """A resident's verdict on one resolution of their report's case (a reopened case is
+    resolved, and rated, again)."""
+
+    __tablename__ = "feedback"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    report_id: Mapped[str] = mapped_column(ForeignKey("reports.id"), index=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    satisfied: Mapped[bool] = mapped_column(Boolean)
+    score: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class OutboxMessage(Base):
+    """Events to publish, written in the same transaction as the change they describe.
+
+    With the embedded bus this table is the log itself: consumers read it by `id`.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_topic_id", "topic", "id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class ConsumerOffset(Base):
+    __tablename__ = "consumer_offsets"
+    group_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(100), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime]
+
+
+class ProcessedEvent(Base):
+    """Event ids a consumer group has applied, so a redelivered message is a no-op."""
+
+    __tablename__ = "processed_events"
+    group_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    processed_at: Mapped[datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,84 @@
+"""First-start data: categories with their SLA goals, and the bundled demo city.
+
+Idempotent: each part is written only when its table is empty. Demo sensor keys are generated
+here and written once to <data_dir>/demo-devices.json (mode 0600) for `gridflow demo`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.auth import hash_device_key, new_device_key
+from app.core.catalog import CATEGORIES
+from app.core.grids import store_grid_set
+from app.core.models import Category, Device, GridSet, SlaPolicy, Worker
+from geo.demo_city import demo_grids, demo_sensors, demo_workers
+
+
+async def seed_categories(session: AsyncSession) -> None:
+    existing = set(await session.scalars(select(Category.code)))
+    for spec in CATEGORIES:
+        if spec.code in existing:
+            continue
+        session.add(
+            Category(
+                code=spec.code, name_zh=spec.name_zh, name_en=spec.name_en, priority=spec.priority
+            )
+        )
+        await session.flush()
+        session.add(
+            SlaPolicy(
+                category_code=spec.code,
+                accept_s=spec.accept_s,
+                on_site_s=spec.on_site_s,
+                close_s=spec.close_s,
+            )
+        )
+    await session.flush()
+
+
+async def seed_demo_city(session: AsyncSession, data_dir: Path, now: datetime) -> bool:
+    """Load the demo city, its workers and sensors into an empty database. True if it did."""
+    if await session.scalar(select(func.count()).select_from(GridSet)):
+        return False
+    grids = demo_grids()
+    await store_grid_set(session, grids, source="bundled demo city", now=now)
+    for w in demo_workers(grids):
+        session.add(
+            Worker(
+                id=w.id,
+                name=w.name,
+                grid_code=w.grid_code,
+                on_duty=True,
+                lon=w.lon,
+                lat=w.lat,
+                location_at=now,
+                created_at=now,
+            )
+        )
+    keys: dict[str, dict[str, object]] = {}
+    for sensor in demo_sensors():
+        key = new_device_key()
+        session.add(
+            Device(id=sensor.id, name=sensor.name, key_hash=hash_device_key(key), created_at=now)
+        )
+        keys[sensor.id] = {
+            "key": key,
+            "name": sensor.name,
+            "category": sensor.category,
+            "lon": sensor.lon,
+            "lat": sensor.lat,
+        }
+    await session.flush()
+    data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at first start
+    path = data_dir / "demo-devices.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(keys, fh, ensure_ascii=False, indent=2)
+    return True

@@ -1,0 +1,1 @@
+"""HTTP surface: thin handlers that parse, call one service function and map the result."""

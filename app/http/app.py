@@ -1,0 +1,70 @@
+"""The FastAPI application factory. Everything is built in `lifespan`, nothing at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from app.core.clock import Clock, SystemClock
+from app.core.settings import Settings
+from app.http import errors
+from app.http.routes import alerts, cases, catalog, feed, health, reports, tasks
+from app.http.schemas import AlertCreate, FeedbackCreate, ReportCreate, ResolveBody
+from app.runtime import Runtime
+
+DESCRIPTION = """
+Grid-based urban governance: residents and sensors report problems, each report is placed in a
+management grid cell, becomes a case, is offered to the grid's worker, runs SLA clocks and is
+worked to closure, with progress visible live.
+
+**Auth**: bearer JWTs with a `role` claim (resident, worker, operator, admin); sensors send
+`X-Device-Key`. Every error answer is `{"error": "<code>", "detail": "..."}`.
+
+**Live**: `GET /v1/reports/{id}/events` (server-sent events) and the WebSocket
+`/v1/feed?token=...&grid=&street=&category=&since=<cursor>` for operators (WebSockets are not
+listed below; see the README).
+"""
+
+# Bodies read by hand (JSON or multipart) are referenced from openapi_extra; register them.
+_EXTRA_SCHEMAS = (ReportCreate, AlertCreate, FeedbackCreate, ResolveBody)
+
+
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime(settings, clock or SystemClock())
+        await runtime.start()
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title="gridflow", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    errors.install(app)
+    for module in (health, catalog, reports, alerts, tasks, cases, feed):
+        app.include_router(module.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in _EXTRA_SCHEMAS:
+            js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(js.pop("$defs", {}))
+            components[model.__name__] = js
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

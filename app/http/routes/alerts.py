@@ -1,0 +1,62 @@
+"""Sensors and AI cameras: alerts, authenticated by the device key."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from app.http import views
+from app.http.bodies import read_json
+from app.http.deps import CurrentDevice, RuntimeDep, UnitOfWork
+from app.http.docs import errors
+from app.http.schemas import AlertAccepted, AlertCreate
+from app.intake.service import Location, submit_alert
+
+router = APIRouter(prefix="/v1/alerts", tags=["sensors"])
+
+
+async def alert_body(request: Request, _: CurrentDevice) -> AlertCreate:
+    return await read_json(request, AlertCreate)
+
+
+@router.post(
+    "",
+    status_code=202,
+    summary="Report an alert (header X-Device-Key); repeats join the device's open case",
+    description="A repeat of an `external_id` already received answers with the first alert "
+    "(`duplicate: true`) and stores nothing. `case_id` is null until the case is opened.",
+    responses=errors(400, 401, 413, 415, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/AlertCreate"}}
+            },
+        }
+    },
+)
+async def create_alert(
+    device: CurrentDevice,
+    body: Annotated[AlertCreate, Depends(alert_body)],
+    session: UnitOfWork,
+    runtime: RuntimeDep,
+    response: Response,
+) -> AlertAccepted:
+    accepted = await submit_alert(
+        session,
+        runtime.grids,
+        runtime.clock,
+        device=device,
+        external_id=body.external_id,
+        category=body.category,
+        location=Location(body.location.lat, body.location.lon, body.location.crs),
+        observed_at=body.observed_at,
+        confidence=body.confidence,
+    )
+    return AlertAccepted(
+        id=accepted.report.id,
+        grid=views.grid_read(runtime.grids.index, accepted.grid.code),
+        case_id=accepted.case_id,
+        duplicate=not accepted.created,
+    )

@@ -1,0 +1,77 @@
+"""Operations centre: list and inspect cases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import exists, func, select
+
+from app.core.errors import CaseNotFound
+from app.core.models import Case, SlaTimer
+from app.http import views
+from app.http.deps import Operator, Reader, RuntimeDep
+from app.http.docs import errors
+from app.http.schemas import CasePage, CaseRead
+
+router = APIRouter(prefix="/v1/cases", tags=["operations"])
+
+
+@router.get(
+    "",
+    summary="Cases, newest first (operator token)",
+    description="`overdue=true`: open cases with an on-site or close deadline already passed.",
+    responses=errors(401, 403),
+)
+async def list_cases(
+    _: Operator,
+    session: Reader,
+    runtime: RuntimeDep,
+    status: Annotated[str | None, Query(max_length=16)] = None,
+    grid: Annotated[
+        str | None,
+        Query(max_length=20, description="Unit grid code or a prefix (street, community)"),
+    ] = None,
+    category: Annotated[str | None, Query(max_length=64)] = None,
+    overdue: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> CasePage:
+    stmt = select(Case)
+    if status:
+        stmt = stmt.where(Case.status == status)
+    if grid:
+        stmt = stmt.where(Case.grid_code.startswith(grid, autoescape=True))
+    if category:
+        stmt = stmt.where(Case.category == category)
+    if overdue is not None:
+        late = exists().where(
+            SlaTimer.case_id == Case.id,
+            SlaTimer.kind.in_(("on_site", "close")),
+            SlaTimer.state.in_(("armed", "fired")),
+            SlaTimer.due_at <= runtime.clock.now(),
+        )
+        is_late = late & (Case.status != "closed")
+        stmt = stmt.where(is_late if overdue else ~is_late)
+    total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
+    rows = await session.scalars(
+        stmt.order_by(Case.created_at.desc(), Case.id).limit(limit).offset(offset)
+    )
+    return CasePage(
+        items=[views.case_summary(c) for c in rows],
+        total=int(total or 0),
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get(
+    "/{case_id}",
+    summary="One case with its assignee, task, SLA deadlines, timers and timeline",
+    responses=errors(401, 403, 404),
+)
+async def read_case(case_id: str, _: Operator, session: Reader) -> CaseRead:
+    case = await session.get(Case, case_id)
+    if case is None:
+        raise CaseNotFound(f"case {case_id} does not exist")
+    return await views.case_view(session, case)

@@ -1,0 +1,95 @@
+"""The operations feed over WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated
+
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+
+from app.core.auth import Role
+from app.core.errors import AppError
+from app.core.feed import FeedFilter, SubscriberTooSlow
+from app.http.deps import principal_from_token
+from app.runtime import Runtime
+
+router = APIRouter(tags=["operations"])
+
+POLICY_VIOLATION = 1008
+TRY_AGAIN_LATER = 1013
+
+
+def _split(value: str | None) -> frozenset[str] | None:
+    if not value:
+        return None
+    return frozenset(v.strip() for v in value.split(",") if v.strip()) or None
+
+
+@router.websocket("/v1/feed")
+async def feed(
+    websocket: WebSocket,
+    token: Annotated[str | None, Query()] = None,
+    grid: Annotated[str | None, Query(max_length=2000)] = None,
+    street: Annotated[str | None, Query(max_length=20)] = None,
+    category: Annotated[str | None, Query(max_length=1000)] = None,
+    since: Annotated[int | None, Query(ge=0)] = None,
+) -> None:
+    """Every case event as JSON `{cursor, type, case_id, grid, category, occurred_at, data}`.
+
+    Operators and admins only (`token` query parameter). Filters: `grid` (comma-separated unit
+    grid codes), `street` (street code), `category` (comma-separated). `since=<cursor>` replays
+    stored events after that cursor first, then continues live; reconnect with the last cursor
+    received to miss nothing. A refused token closes the socket with code 1008.
+    """
+    runtime: Runtime = websocket.app.state.runtime
+    try:
+        who = principal_from_token(runtime, token)
+    except AppError as exc:
+        await websocket.close(code=POLICY_VIOLATION, reason=exc.detail[:120])
+        return
+    if who.role not in (Role.OPERATOR, Role.ADMIN):
+        await websocket.close(code=POLICY_VIOLATION, reason="the feed is for operators")
+        return
+    await websocket.accept()
+    flt = FeedFilter(grids=_split(grid), street=street or None, categories=_split(category))
+
+    async def pump() -> None:
+        async for env in runtime.hub.stream(flt, since, heartbeat_s=20):
+            if env is None:
+                await websocket.send_json({"type": "heartbeat"})
+                continue
+            await websocket.send_json(
+                {
+                    "cursor": env.cursor,
+                    "type": env.type.value,
+                    "case_id": env.case_id,
+                    "grid": env.grid,
+                    "category": env.category,
+                    "seq": env.seq,
+                    "occurred_at": env.occurred_at.isoformat(),
+                    "actor": env.actor,
+                    "data": env.data,
+                }
+            )
+
+    async def drain() -> None:
+        # The feed is one-way; reading tells us when the client goes away.
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await websocket.receive_text()
+
+    sender = asyncio.create_task(pump())
+    reader = asyncio.create_task(drain())
+    done, pending = await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    for task in done:
+        failure = task.exception()
+        if isinstance(failure, SubscriberTooSlow):
+            await websocket.close(code=TRY_AGAIN_LATER, reason="too slow; resume from cursor")
+        elif failure is not None and not isinstance(failure, WebSocketDisconnect):
+            with contextlib.suppress(Exception):
+                await websocket.close(code=1011)

@@ -1,0 +1,202 @@
+"""Residents: submit a report, follow it, rate the outcome."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from app.core.auth import Principal, Role
+from app.core.errors import Forbidden, ReportNotFound
+from app.core.events import EventEnvelope
+from app.core.feed import FeedFilter
+from app.core.models import Report
+from app.core.photos import CheckedPhoto
+from app.http import views
+from app.http.bodies import read_body, read_json
+from app.http.deps import (
+    Reader,
+    ReportReader,
+    Resident,
+    RuntimeDep,
+    UnitOfWork,
+    principal_from_token,
+)
+from app.http.docs import body_docs, errors
+from app.http.schemas import (
+    FeedbackCreate,
+    FeedbackResult,
+    ReportAccepted,
+    ReportCreate,
+    ReportRead,
+)
+from app.intake.service import Location, submit_report
+from dispatch.cases import give_feedback
+
+router = APIRouter(prefix="/v1/reports", tags=["residents"])
+
+
+async def report_body(
+    request: Request, runtime: RuntimeDep, _: Resident
+) -> tuple[ReportCreate, list[CheckedPhoto]]:
+    return await read_body(
+        request, ReportCreate, json_part="report", limits=runtime.settings.intake
+    )
+
+
+ReportBody = Annotated[tuple[ReportCreate, list[CheckedPhoto]], Depends(report_body)]
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Submit a report (resident token); JSON, or multipart with `report` and `photos`",
+    responses=errors(400, 401, 403, 413, 415, 422),
+    openapi_extra=body_docs("ReportCreate", "report"),
+)
+async def create_report(
+    resident: Resident, body: ReportBody, session: UnitOfWork, runtime: RuntimeDep
+) -> ReportAccepted:
+    report, photos = body
+    accepted = await submit_report(
+        session,
+        runtime.grids,
+        runtime.clock,
+        runtime.photos,
+        resident_id=resident.subject,
+        category=report.category,
+        description=report.description,
+        location=Location(report.location.lat, report.location.lon, report.location.crs),
+        address=report.address,
+        photos=photos,
+    )
+    return ReportAccepted(
+        id=accepted.report.id,
+        status="received",
+        category=accepted.report.category,
+        grid=views.grid_read(runtime.grids.index, accepted.grid.code),
+        created_at=accepted.report.created_at,
+        links=views.report_links(accepted.report.id),
+    )
+
+
+async def _readable_report(session: Reader, report_id: str, who: Principal) -> Report:
+    report = await session.get(Report, report_id)
+    if report is None:
+        raise ReportNotFound(f"report {report_id} does not exist")
+    if who.role is Role.RESIDENT and report.reporter_id != who.subject:
+        raise Forbidden("this report belongs to another resident")
+    return report
+
+
+@router.get(
+    "/{report_id}",
+    summary="A report's status, grid, assignee, deadlines and timeline (owner or operator)",
+    responses=errors(401, 403, 404),
+)
+async def read_report(
+    report_id: str, who: ReportReader, session: Reader, runtime: RuntimeDep
+) -> ReportRead:
+    report = await _readable_report(session, report_id, who)
+    return await views.report_view(
+        session, runtime.grids.index, report, for_resident=who.role is Role.RESIDENT
+    )
+
+
+def _sse(env: EventEnvelope, for_resident: bool) -> str:
+    payload = {
+        "cursor": env.cursor,
+        "type": env.type.value,
+        "case_id": env.case_id,
+        "occurred_at": env.occurred_at.isoformat(),
+        "data": views.resident_safe(env.data) if for_resident else env.data,
+    }
+    return f"id: {env.cursor}\nevent: {env.type.value}\ndata: {json.dumps(payload)}\n\n"
+
+
+@router.get(
+    "/{report_id}/events",
+    summary="Server-sent events of the report's case; resumes after `Last-Event-ID`",
+    description="Bearer token in the Authorization header, or `token` in the query for "
+    "clients that cannot set headers. Each event: `id` is the cursor, `event` the type, "
+    "`data` JSON `{cursor, type, case_id, occurred_at, data}`. A comment line every 15 s "
+    "keeps the connection alive.",
+    responses={**errors(401, 403, 404), 200: {"content": {"text/event-stream": {}}}},
+    response_class=StreamingResponse,
+)
+async def report_events(
+    report_id: str,
+    runtime: RuntimeDep,
+    request: Request,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    token: Annotated[str | None, Query(description="Bearer token, for EventSource")] = None,
+    after: Annotated[int | None, Query(ge=0, description="Resume after this cursor")] = None,
+) -> StreamingResponse:
+    header = request.headers.get("authorization", "")
+    raw = header[7:] if header.lower().startswith("bearer ") else token
+    who = principal_from_token(runtime, raw)
+    if who.role not in (Role.RESIDENT, Role.OPERATOR, Role.ADMIN):
+        raise Forbidden("residents (their own reports) and operators only")
+    async with runtime.db.reader() as session:
+        await _readable_report(session, report_id, who)
+    cursor = after or 0
+    if last_event_id and last_event_id.strip().isdigit():
+        cursor = int(last_event_id.strip())
+    for_resident = who.role is Role.RESIDENT
+    flt = FeedFilter(report_id=report_id)
+
+    async def learn_case(f: FeedFilter) -> None:
+        async with runtime.db.reader() as session:
+            report = await session.get(Report, report_id)
+            if report is not None and report.case_id is not None:
+                f.case_id = report.case_id
+
+    async def events() -> AsyncIterator[str]:
+        yield "retry: 3000\n\n"
+        async for env in runtime.hub.stream(flt, cursor, on_subscribed=learn_case):
+            yield ": keep-alive\n\n" if env is None else _sse(env, for_resident)
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def feedback_body(request: Request, _: Resident) -> FeedbackCreate:
+    return await read_json(request, FeedbackCreate)
+
+
+@router.post(
+    "/{report_id}/feedback",
+    summary="Rate a resolved case: satisfied closes it, not satisfied reopens it",
+    responses=errors(400, 401, 403, 404, 409, 413, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/FeedbackCreate"}}
+            },
+        }
+    },
+)
+async def post_feedback(
+    report_id: str,
+    resident: Resident,
+    body: Annotated[FeedbackCreate, Depends(feedback_body)],
+    session: UnitOfWork,
+    runtime: RuntimeDep,
+) -> FeedbackResult:
+    case = await give_feedback(
+        session,
+        runtime.ctx,
+        report_id,
+        resident.subject,
+        satisfied=body.satisfied,
+        score=body.score,
+        comment=body.comment,
+    )
+    return FeedbackResult(report_id=report_id, case_id=case.id, case_status=case.status)

@@ -1,0 +1,212 @@
+"""Request and response bodies. Separate from the ORM models on purpose."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from geo import CRS
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+
+
+class LocationIn(Strict):
+    lat: Latitude
+    lon: Longitude
+    crs: CRS = CRS.WGS84
+
+
+class ReportCreate(Strict):
+    category: str = Field(min_length=1, max_length=64)
+    description: str = Field(default="", max_length=2000)
+    location: LocationIn
+    address: str | None = Field(default=None, max_length=500)
+
+
+class AlertCreate(Strict):
+    external_id: str = Field(min_length=1, max_length=128)
+    category: str = Field(min_length=1, max_length=64)
+    location: LocationIn
+    observed_at: datetime
+    confidence: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+
+
+class GridPathItem(BaseModel):
+    code: str
+    name: str
+    level: str
+
+
+class GridRead(BaseModel):
+    code: str
+    name: str
+    path: list[GridPathItem]
+
+
+class ReportAccepted(BaseModel):
+    id: str
+    status: str
+    category: str
+    grid: GridRead
+    created_at: datetime
+    links: dict[str, str]
+
+
+class AlertAccepted(BaseModel):
+    id: str
+    grid: GridRead
+    case_id: str | None
+    duplicate: bool = Field(description="True when this external_id was received before.")
+
+
+class TimelineEntry(BaseModel):
+    cursor: int
+    type: str
+    occurred_at: datetime
+    data: dict[str, Any]
+
+
+class Deadlines(BaseModel):
+    accept_due_at: datetime | None = None
+    on_site_due_at: datetime | None = None
+    close_due_at: datetime | None = None
+
+
+class Assignee(BaseModel):
+    display_name: str
+
+
+class ReportRead(BaseModel):
+    id: str
+    status: str
+    category: str
+    description: str
+    address: str | None
+    grid: GridRead
+    created_at: datetime
+    case_id: str | None
+    escalation_level: int
+    assignee: Assignee | None
+    deadlines: Deadlines
+    photos: int
+    feedback_given: bool
+    timeline: list[TimelineEntry]
+    links: dict[str, str]
+
+
+class FeedbackCreate(Strict):
+    satisfied: bool
+    score: int = Field(ge=1, le=5)
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class FeedbackResult(BaseModel):
+    report_id: str
+    case_id: str
+    case_status: str
+
+
+class LocationOnly(Strict):
+    location: LocationIn
+
+
+class DeclineBody(Strict):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class ResolveBody(Strict):
+    note: str = Field(min_length=1, max_length=2000)
+
+
+class TaskRead(BaseModel):
+    id: str
+    case_id: str
+    status: str
+    category: str
+    grid: str
+    location: dict[str, float]
+    description: str
+    address: str | None
+    offered_at: datetime
+    accept_due_at: datetime
+    accepted_at: datetime | None
+    arrived_at: datetime | None
+    resolved_at: datetime | None
+    deadlines: Deadlines
+    escalation_level: int
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskRead]
+
+
+class CaseSummary(BaseModel):
+    id: str
+    status: str
+    category: str
+    grid: str
+    priority: int
+    escalation_level: int
+    assignee_worker_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+    location: dict[str, float]
+
+
+class CasePage(BaseModel):
+    items: list[CaseSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class TaskBrief(BaseModel):
+    id: str
+    worker_id: str
+    status: str
+    offered_at: datetime
+    accept_due_at: datetime
+
+
+class TimerRead(BaseModel):
+    kind: str
+    due_at: datetime
+    state: str
+    fired_at: datetime | None
+
+
+class CaseRead(CaseSummary):
+    grid_set_version: int
+    resolved_at: datetime | None
+    report_ids: list[str]
+    task: TaskBrief | None
+    deadlines: Deadlines
+    timers: list[TimerRead]
+    timeline: list[TimelineEntry]
+
+
+class CategoryRead(BaseModel):
+    code: str
+    name_zh: str
+    name_en: str
+    priority: int
+    accept_s: int
+    on_site_s: int
+    close_s: int
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a stable machine-readable code, a sentence, and sometimes more."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str = Field(examples=["outside_service_area"])
+    detail: Any = Field(examples=["the location is outside every grid of the service area"])

@@ -1,0 +1,228 @@
+"""Read models: the queries behind GET answers, shaped into response schemas."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.models import Case, CaseEvent, Feedback, Photo, Report, SlaTimer, Task, Worker
+from app.http.schemas import (
+    Assignee,
+    CaseRead,
+    CaseSummary,
+    Deadlines,
+    GridPathItem,
+    GridRead,
+    ReportRead,
+    TaskBrief,
+    TaskRead,
+    TimelineEntry,
+    TimerRead,
+)
+from dispatch.states import ACTIVE_TASK
+from geo import GridIndex
+
+# What a resident may see of an event's data: progress, never other people's identifiers.
+RESIDENT_FIELDS = frozenset(
+    {
+        "worker_name",
+        "note",
+        "clock",
+        "due_at",
+        "escalation_level",
+        "satisfied",
+        "score",
+        "reason",
+        "on_site_due_at",
+        "close_due_at",
+        "category",
+        "grid",
+        "accept_due_at",
+    }
+)
+
+
+def resident_safe(data: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in data.items() if k in RESIDENT_FIELDS}
+
+
+def grid_read(index: GridIndex | None, code: str) -> GridRead:
+    if index is None:
+        return GridRead(code=code, name=code, path=[])
+    grid = index.get(code)
+    return GridRead(
+        code=code,
+        name=grid.name if grid else code,
+        path=[
+            GridPathItem(code=g.code, name=g.name, level=g.level.value) for g in index.path(code)
+        ],
+    )
+
+
+def report_links(report_id: str) -> dict[str, str]:
+    base = f"/v1/reports/{report_id}"
+    return {"self": base, "events": f"{base}/events", "feedback": f"{base}/feedback"}
+
+
+async def deadlines(session: AsyncSession, case_id: str) -> Deadlines:
+    """The due times of the clocks still running (armed) or already breached (fired)."""
+    rows = await session.scalars(
+        select(SlaTimer)
+        .where(SlaTimer.case_id == case_id, SlaTimer.state.in_(("armed", "fired")))
+        .order_by(SlaTimer.id)
+    )
+    out = Deadlines()
+    for t in rows:
+        if t.kind == "accept" and t.state == "armed":
+            out.accept_due_at = t.due_at
+        elif t.kind == "on_site":
+            out.on_site_due_at = t.due_at
+        elif t.kind == "close":
+            out.close_due_at = t.due_at
+    return out
+
+
+async def timeline(
+    session: AsyncSession, case_id: str, *, for_resident: bool
+) -> list[TimelineEntry]:
+    rows = await session.scalars(
+        select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.seq)
+    )
+    return [
+        TimelineEntry(
+            cursor=r.id,
+            type=r.type,
+            occurred_at=r.occurred_at,
+            data=resident_safe(r.data) if for_resident else r.data,
+        )
+        for r in rows
+    ]
+
+
+async def active_task(session: AsyncSession, case_id: str) -> Task | None:
+    return await session.scalar(
+        select(Task)
+        .where(Task.case_id == case_id, Task.status.in_([s.value for s in ACTIVE_TASK]))
+        .order_by(Task.offered_at.desc())
+        .limit(1)
+    )
+
+
+async def report_view(
+    session: AsyncSession, index: GridIndex | None, report: Report, *, for_resident: bool
+) -> ReportRead:
+    case = await session.get(Case, report.case_id) if report.case_id else None
+    assignee = None
+    dl = Deadlines()
+    events: list[TimelineEntry] = []
+    if case is not None:
+        if case.assignee_worker_id:
+            worker = await session.get(Worker, case.assignee_worker_id)
+            if worker is not None:
+                assignee = Assignee(display_name=worker.name)
+        dl = await deadlines(session, case.id)
+        events = await timeline(session, case.id, for_resident=for_resident)
+    photos = await session.scalar(
+        select(func.count()).select_from(Photo).where(Photo.report_id == report.id)
+    )
+    feedback = await session.scalar(select(Feedback.id).where(Feedback.report_id == report.id))
+    return ReportRead(
+        id=report.id,
+        status=case.status if case else "received",
+        category=report.category,
+        description=report.description,
+        address=report.address,
+        grid=grid_read(index, report.grid_code),
+        created_at=report.created_at,
+        case_id=report.case_id,
+        escalation_level=case.escalation_level if case else 0,
+        assignee=assignee,
+        deadlines=dl,
+        photos=int(photos or 0),
+        feedback_given=feedback is not None,
+        timeline=events,
+        links=report_links(report.id),
+    )
+
+
+async def task_view(session: AsyncSession, task: Task) -> TaskRead:
+    case = await session.get(Case, task.case_id)
+    assert case is not None
+    first = await session.scalar(
+        select(Report).where(Report.case_id == case.id).order_by(Report.created_at).limit(1)
+    )
+    return TaskRead(
+        id=task.id,
+        case_id=case.id,
+        status=task.status,
+        category=case.category,
+        grid=case.grid_code,
+        location={"lat": case.lat, "lon": case.lon},
+        description=first.description if first else "",
+        address=first.address if first else None,
+        offered_at=task.offered_at,
+        accept_due_at=task.accept_due_at,
+        accepted_at=task.accepted_at,
+        arrived_at=task.arrived_at,
+        resolved_at=task.resolved_at,
+        deadlines=await deadlines(session, case.id),
+        escalation_level=case.escalation_level,
+    )
+
+
+async def worker_tasks(session: AsyncSession, worker_id: str) -> list[TaskRead]:
+    rows = await session.scalars(
+        select(Task)
+        .where(Task.worker_id == worker_id, Task.status.in_([s.value for s in ACTIVE_TASK]))
+        .order_by(Task.offered_at)
+    )
+    return [await task_view(session, t) for t in rows]
+
+
+def case_summary(case: Case) -> CaseSummary:
+    return CaseSummary(
+        id=case.id,
+        status=case.status,
+        category=case.category,
+        grid=case.grid_code,
+        priority=case.priority,
+        escalation_level=case.escalation_level,
+        assignee_worker_id=case.assignee_worker_id,
+        created_at=case.created_at,
+        updated_at=case.updated_at,
+        closed_at=case.closed_at,
+        location={"lat": case.lat, "lon": case.lon},
+    )
+
+
+async def case_view(session: AsyncSession, case: Case) -> CaseRead:
+    task = await active_task(session, case.id)
+    report_ids = list(
+        await session.scalars(
+            select(Report.id).where(Report.case_id == case.id).order_by(Report.created_at)
+        )
+    )
+    timers = await session.scalars(
+        select(SlaTimer).where(SlaTimer.case_id == case.id).order_by(SlaTimer.id)
+    )
+    return CaseRead(
+        **case_summary(case).model_dump(),
+        grid_set_version=case.grid_set_version,
+        resolved_at=case.resolved_at,
+        report_ids=report_ids,
+        task=TaskBrief(
+            id=task.id,
+            worker_id=task.worker_id,
+            status=task.status,
+            offered_at=task.offered_at,
+            accept_due_at=task.accept_due_at,
+        )
+        if task
+        else None,
+        deadlines=await deadlines(session, case.id),
+        timers=[
+            TimerRead(kind=t.kind, due_at=t.due_at, state=t.state, fired_at=t.fired_at)
+            for t in timers
+        ],
+        timeline=await timeline(session, case.id, for_resident=False),
+    )

@@ -1,0 +1,210 @@
+"""Accepting reports and alerts.
+
+Each accepted submission is one Report row, its Photo rows and one ReportReceived outbox event,
+all in the caller's transaction: once the caller commits (and answers 201/202), the report can
+no longer be lost, whatever fails afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core import topics
+from app.core.case_queries import open_case_for_device
+from app.core.clock import Clock
+from app.core.errors import OutsideServiceArea, UnknownCategory
+from app.core.events import EventEnvelope, EventType, ReportReceivedData, enqueue
+from app.core.grids import LiveGrids
+from app.core.models import Category, Device, Photo, Report
+from app.core.photos import CheckedPhoto, PhotoStore
+from geo import CRS, Grid, GridIndex, to_wgs84
+
+
+@dataclass(frozen=True)
+class Location:
+    lat: float
+    lon: float
+    crs: CRS = CRS.WGS84
+
+
+@dataclass(frozen=True)
+class GridRef:
+    code: str
+    name: str
+    path: list[Grid]  # street, community, unit grid; empty if the grid set has changed since
+
+    @classmethod
+    def of(cls, index: GridIndex, code: str) -> GridRef:
+        grid = index.get(code)
+        return cls(code, grid.name if grid else code, index.path(code))
+
+
+@dataclass(frozen=True)
+class Accepted:
+    report: Report
+    grid: GridRef
+    case_id: str | None = None
+    created: bool = True
+
+
+async def _require_category(session: AsyncSession, code: str) -> None:
+    if await session.get(Category, code) is None:
+        known = sorted(await session.scalars(select(Category.code)))
+        raise UnknownCategory(f"unknown category {code!r}", known=known)
+
+
+def _locate(grids: LiveGrids, location: Location) -> tuple[float, float, Grid, GridIndex]:
+    lon, lat = to_wgs84(location.lon, location.lat, location.crs)
+    index = grids.require()
+    grid = index.locate(lon, lat)
+    if grid is None:
+        raise OutsideServiceArea(
+            "the location is outside every grid of the service area",
+            lat=location.lat,
+            lon=location.lon,
+            crs=location.crs.value,
+        )
+    return lon, lat, grid, index
+
+
+def _received(report: Report, now: datetime) -> EventEnvelope:
+    data = ReportReceivedData(
+        report_id=report.id,
+        source=report.source,
+        category=report.category,
+        grid=report.grid_code,
+        device_id=report.device_id,
+    )
+    return EventEnvelope(
+        type=EventType.REPORT_RECEIVED,
+        occurred_at=now,
+        actor=f"{report.source}:{report.reporter_id or report.device_id}",
+        grid=report.grid_code,
+        category=report.category,
+        data=data.model_dump(),
+    )
+
+
+async def submit_report(
+    session: AsyncSession,
+    grids: LiveGrids,
+    clock: Clock,
+    store: PhotoStore,
+    *,
+    resident_id: str,
+    category: str,
+    description: str,
+    location: Location,
+    address: str | None,
+    photos: list[CheckedPhoto],
+) -> Accepted:
+    await _require_category(session, category)
+    lon, lat, grid, index = _locate(grids, location)
+    now = clock.now()
+    report = Report(
+        id=str(uuid.uuid4()),
+        source="resident",
+        reporter_id=resident_id,
+        category=category,
+        description=description,
+        address=address,
+        lon=lon,
+        lat=lat,
+        crs=location.crs.value,
+        lon_in=location.lon,
+        lat_in=location.lat,
+        grid_code=grid.code,
+        grid_set_version=index.version,
+        created_at=now,
+    )
+    session.add(report)
+    await session.flush()
+    for photo in photos:
+        await asyncio.to_thread(store.save, photo)
+        session.add(
+            Photo(
+                id=str(uuid.uuid4()),
+                report_id=report.id,
+                sha256=photo.sha256,
+                content_type=photo.content_type,
+                width=photo.width,
+                height=photo.height,
+                size_bytes=len(photo.data),
+                created_at=now,
+            )
+        )
+    enqueue(session, topics.INTAKE, grid.code, _received(report, now))
+    await session.flush()
+    return Accepted(report, GridRef.of(index, grid.code))
+
+
+async def submit_alert(
+    session: AsyncSession,
+    grids: LiveGrids,
+    clock: Clock,
+    *,
+    device: Device,
+    external_id: str,
+    category: str,
+    location: Location,
+    observed_at: datetime,
+    confidence: float | None,
+) -> Accepted:
+    """Store a sensor alert. A repeat of the same external_id is answered with the first one."""
+    existing = await session.scalar(
+        select(Report).where(Report.device_id == device.id, Report.external_id == external_id)
+    )
+    if existing is not None:
+        return await _repeat(session, grids, existing)
+    await _require_category(session, category)
+    lon, lat, grid, index = _locate(grids, location)
+    now = clock.now()
+    report = Report(
+        id=str(uuid.uuid4()),
+        source="sensor",
+        device_id=device.id,
+        external_id=external_id,
+        category=category,
+        description="",
+        lon=lon,
+        lat=lat,
+        crs=location.crs.value,
+        lon_in=location.lon,
+        lat_in=location.lat,
+        grid_code=grid.code,
+        grid_set_version=index.version,
+        observed_at=observed_at,
+        confidence=confidence,
+        created_at=now,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(report)
+            await session.flush()
+    except IntegrityError:
+        # The same alert arrived twice at once; the other copy won.
+        existing = await session.scalar(
+            select(Report).where(Report.device_id == device.id, Report.external_id == external_id)
+        )
+        if existing is None:
+            raise
+        return await _repeat(session, grids, existing)
+    enqueue(session, topics.INTAKE, grid.code, _received(report, now))
+    open_case = await open_case_for_device(session, device.id, category)
+    await session.flush()
+    return Accepted(report, GridRef.of(index, grid.code), open_case.id if open_case else None)
+
+
+async def _repeat(session: AsyncSession, grids: LiveGrids, report: Report) -> Accepted:
+    case_id = report.case_id
+    if case_id is None and report.device_id:
+        open_case = await open_case_for_device(session, report.device_id, report.category)
+        case_id = open_case.id if open_case else None
+    return Accepted(report, GridRef.of(grids.require(), report.grid_code), case_id, created=False)

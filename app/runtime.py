@@ -1,0 +1,81 @@
+"""The composition root: builds every long-lived part from settings, starts and stops them.
+
+Used by the HTTP app's lifespan and by the CLI; nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from app.core.bus import Bus, EmbeddedBus
+from app.core.clock import Clock, SystemClock
+from app.core.db import Database
+from app.core.feed import FeedHub
+from app.core.grids import LiveGrids, load_active_index
+from app.core.photos import PhotoStore
+from app.core.seed import seed_categories, seed_demo_city
+from app.core.settings import Settings
+from dispatch.context import DispatchContext
+from dispatch.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock = field(default_factory=SystemClock)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.secret = s.jwt_secret()
+        self.db = Database(
+            s.database_url,
+            echo=s.db.echo,
+            pool_size=s.db.pool_size,
+            serialize_writes=s.bus.kind == "embedded",
+        )
+        self.bus: Bus = EmbeddedBus(self.db, s.bus.poll_interval_s)
+        self.grids = LiveGrids()
+        self.photos = PhotoStore(s.photo_dir)
+        self.ctx = DispatchContext(clock=self.clock, grids=self.grids, sla=s.sla)
+        self.hub = FeedHub(self.bus, self.db)
+        self.engine: Engine | None = (
+            Engine(self.db, self.bus, self.ctx, sweep_interval_s=s.sla.sweep_interval_s)
+            if s.run_engine
+            else None
+        )
+        self.started = False
+
+    async def prepare_database(self) -> None:
+        """Migrate, seed categories (and the demo city into an empty database), load grids."""
+        await self.db.upgrade()
+        async with self.db.transaction() as session:
+            await seed_categories(session)
+            if self.settings.seed_demo_city and await seed_demo_city(
+                session, self.settings.data_dir, self.clock.now()
+            ):
+                log.info("loaded the bundled demo city")
+        await self.reload_grids()
+
+    async def reload_grids(self) -> None:
+        async with self.db.reader() as session:
+            self.grids.index = await load_active_index(session)
+
+    async def start(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.prepare_database()
+        await self.bus.start()
+        await self.hub.start()
+        if self.engine is not None:
+            await self.engine.start()
+        self.started = True
+
+    async def stop(self) -> None:
+        self.started = False
+        if self.engine is not None:
+            await self.engine.stop()
+        await self.hub.stop()
+        await self.bus.stop()
+        await self.db.dispose()

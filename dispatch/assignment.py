@@ -1,0 +1,146 @@
+"""Choosing a worker and offering a case.
+
+Candidates: on-duty workers of the case's grid, then of the grids that touch it (nearest
+first). Within each tier the worker with the fewest active tasks wins; ties go to the lower id so
+the choice is deterministic. Workers who already declined or let an offer of this case expire
+are skipped, so an expired offer moves on to the next candidate.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.events import EventType, append_case_event
+from app.core.models import Case, SlaPolicy, SlaTimer, Task, Worker
+from dispatch import timers
+from dispatch.context import DispatchContext
+from dispatch.states import ACTIVE_TASK, CaseStatus, TaskStatus, TimerKind, TimerState
+
+
+async def candidates(
+    session: AsyncSession, ctx: DispatchContext, case: Case, exclude: set[str]
+) -> list[Worker]:
+    """On-duty workers able to take `case`, best first."""
+    tiers: list[list[str]] = [[case.grid_code]]
+    index = ctx.grids.index
+    if index is not None:
+        tiers.append(list(index.neighbours(case.grid_code)))
+    load = (
+        select(Task.worker_id, func.count().label("n"))
+        .where(Task.status.in_([s.value for s in ACTIVE_TASK]))
+        .group_by(Task.worker_id)
+        .subquery()
+    )
+    for codes in tiers:
+        if not codes:
+            continue
+        rows = await session.execute(
+            select(Worker, func.coalesce(load.c.n, 0))
+            .outerjoin(load, load.c.worker_id == Worker.id)
+            .where(Worker.on_duty.is_(True), Worker.grid_code.in_(codes))
+        )
+        order = {code: i for i, code in enumerate(codes)}
+        found = [(n, order[w.grid_code], w.id, w) for w, n in rows if w.id not in exclude]
+        if found:
+            return [w for *_, w in sorted(found, key=lambda t: t[:3])]
+    return []
+
+
+async def previous_refusers(session: AsyncSession, case_id: str) -> set[str]:
+    rows = await session.scalars(
+        select(Task.worker_id).where(
+            Task.case_id == case_id,
+            Task.status.in_([TaskStatus.DECLINED.value, TaskStatus.EXPIRED.value]),
+        )
+    )
+    return set(rows)
+
+
+async def offer_case(
+    session: AsyncSession,
+    ctx: DispatchContext,
+    case: Case,
+    *,
+    actor: str,
+    fresh_start: bool = False,
+) -> Task | None:
+    """Offer `case` to the best candidate, arming the acceptance deadline.
+
+    With nobody available the case waits (status unchanged), a DispatchFailed event is appended
+    and a retry timer armed; the retry starts fresh, so earlier refusers are asked again.
+    """
+    now = ctx.clock.now()
+    exclude = set() if fresh_start else await previous_refusers(session, case.id)
+    pool = await candidates(session, ctx, case, exclude)
+    if not pool:
+        case.assignee_worker_id = None
+        if case.status not in (CaseStatus.REPORTED, CaseStatus.REOPENED):
+            case.status = CaseStatus.REPORTED.value
+        await append_case_event(
+            session,
+            case,
+            EventType.DISPATCH_FAILED,
+            actor=actor,
+            now=now,
+            data={"reason": "no_available_worker", "retry_in_s": ctx.sla.redispatch_retry_s},
+        )
+        pending = await session.scalar(
+            select(func.count())
+            .select_from(SlaTimer)
+            .where(
+                SlaTimer.case_id == case.id,
+                SlaTimer.kind == TimerKind.REDISPATCH.value,
+                SlaTimer.state == TimerState.ARMED.value,
+            )
+        )
+        if not pending:
+            timers.arm_after(
+                session,
+                case_id=case.id,
+                kind=TimerKind.REDISPATCH,
+                seconds=ctx.sla.redispatch_retry_s,
+                now=now,
+            )
+        return None
+    worker = pool[0]
+    policy = await session.get(SlaPolicy, case.category)
+    accept_s = policy.accept_s if policy else 600
+    task = Task(
+        id=str(uuid.uuid4()),
+        case_id=case.id,
+        worker_id=worker.id,
+        status=TaskStatus.OFFERED.value,
+        offered_at=now,
+        accept_due_at=now + timedelta(seconds=accept_s),
+    )
+    session.add(task)
+    await session.flush()
+    case.status = CaseStatus.DISPATCHED.value
+    case.assignee_worker_id = worker.id
+    timers.arm(
+        session,
+        case_id=case.id,
+        task_id=task.id,
+        kind=TimerKind.ACCEPT,
+        due_at=task.accept_due_at,
+        now=now,
+    )
+    await append_case_event(
+        session,
+        case,
+        EventType.TASK_OFFERED,
+        actor=actor,
+        now=now,
+        data={
+            "task_id": task.id,
+            "worker_id": worker.id,
+            "worker_name": worker.name,
+            "worker_grid": worker.grid_code,
+            "accept_due_at": task.accept_due_at.isoformat(),
+        },
+    )
+    return task

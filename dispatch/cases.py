@@ -1,0 +1,298 @@
+"""Worker actions and resident feedback: each transition is one function here.
+
+Every function locks the case row (FOR UPDATE on PostgreSQL; SQLite has one writer), checks the
+current state, changes it, cancels or arms timers, and appends exactly one event per step. An
+impossible transition raises InvalidTransition carrying the current state.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import (
+    Forbidden,
+    InvalidTransition,
+    ReportNotFound,
+    TaskNotFound,
+    TooFarFromCase,
+)
+from app.core.events import EventType, append_case_event
+from app.core.models import Case, Feedback, Photo, Report, SlaPolicy, Task, Worker
+from app.core.photos import CheckedPhoto
+from dispatch import timers
+from dispatch.assignment import offer_case
+from dispatch.context import DispatchContext
+from dispatch.states import CaseStatus, TaskStatus, TimerKind
+from geo import haversine_m
+
+
+async def _task_of(session: AsyncSession, task_id: str, worker_id: str) -> tuple[Task, Case]:
+    task = await session.get(Task, task_id)
+    if task is None:
+        raise TaskNotFound(f"task {task_id} does not exist")
+    if task.worker_id != worker_id:
+        raise Forbidden("this task belongs to another worker")
+    case = await session.get(Case, task.case_id, with_for_update=True)
+    await session.refresh(task)
+    assert case is not None  # tasks reference cases by foreign key
+    return task, case
+
+
+def _require(task: Task, *allowed: TaskStatus) -> None:
+    if task.status not in {s.value for s in allowed}:
+        raise InvalidTransition(
+            f"task is {task.status}; this action needs {' or '.join(allowed)}",
+            state=task.status,
+        )
+
+
+async def _worker_name(session: AsyncSession, worker_id: str) -> str:
+    worker = await session.get(Worker, worker_id)
+    return worker.name if worker else worker_id
+
+
+async def accept_task(
+    session: AsyncSession, ctx: DispatchContext, task_id: str, worker_id: str
+) -> Task:
+    task, case = await _task_of(session, task_id, worker_id)
+    _require(task, TaskStatus.OFFERED)
+    now = ctx.clock.now()
+    task.status = TaskStatus.ACCEPTED.value
+    task.accepted_at = now
+    case.status = CaseStatus.ACCEPTED.value
+    await timers.cancel(session, case_id=case.id, kinds=[TimerKind.ACCEPT], task_id=task.id)
+    await append_case_event(
+        session,
+        case,
+        EventType.TASK_ACCEPTED,
+        actor=f"worker:{worker_id}",
+        now=now,
+        data={
+            "task_id": task.id,
+            "worker_id": worker_id,
+            "worker_name": await _worker_name(session, worker_id),
+        },
+    )
+    return task
+
+
+async def decline_task(
+    session: AsyncSession, ctx: DispatchContext, task_id: str, worker_id: str, reason: str | None
+) -> Task:
+    task, case = await _task_of(session, task_id, worker_id)
+    _require(task, TaskStatus.OFFERED)
+    now = ctx.clock.now()
+    task.status = TaskStatus.DECLINED.value
+    task.ended_at = now
+    task.note = reason
+    await timers.cancel(session, case_id=case.id, kinds=[TimerKind.ACCEPT], task_id=task.id)
+    await append_case_event(
+        session,
+        case,
+        EventType.TASK_DECLINED,
+        actor=f"worker:{worker_id}",
+        now=now,
+        data={"task_id": task.id, "worker_id": worker_id, "reason": reason},
+    )
+    await offer_case(session, ctx, case, actor=f"worker:{worker_id}")
+    return task
+
+
+async def arrive(
+    session: AsyncSession,
+    ctx: DispatchContext,
+    task_id: str,
+    worker_id: str,
+    lon: float,
+    lat: float,
+) -> Task:
+    task, case = await _task_of(session, task_id, worker_id)
+    _require(task, TaskStatus.ACCEPTED)
+    distance = haversine_m(lon, lat, case.lon, case.lat)
+    limit = ctx.sla.arrive_radius_m
+    if distance > limit:
+        raise TooFarFromCase(
+            f"you are {distance:.0f} m from the case; arrival counts within {limit:.0f} m",
+            distance_m=round(distance, 1),
+            limit_m=limit,
+        )
+    now = ctx.clock.now()
+    task.status = TaskStatus.ON_SITE.value
+    task.arrived_at = now
+    case.status = CaseStatus.ON_SITE.value
+    worker = await session.get(Worker, worker_id)
+    if worker is not None:
+        worker.lon, worker.lat, worker.location_at = lon, lat, now
+    await timers.cancel(session, case_id=case.id, kinds=[TimerKind.ON_SITE])
+    await append_case_event(
+        session,
+        case,
+        EventType.WORKER_ARRIVED,
+        actor=f"worker:{worker_id}",
+        now=now,
+        data={"task_id": task.id, "worker_id": worker_id, "distance_m": round(distance, 1)},
+    )
+    return task
+
+
+async def resolve(
+    session: AsyncSession,
+    ctx: DispatchContext,
+    task_id: str,
+    worker_id: str,
+    note: str,
+    photos: list[CheckedPhoto],
+) -> Task:
+    """Mark the work done. A case nobody reported in person (a sensor's) closes at once;
+    a resident's case waits for feedback, closing by itself when the window passes."""
+    task, case = await _task_of(session, task_id, worker_id)
+    _require(task, TaskStatus.ON_SITE)
+    now = ctx.clock.now()
+    task.status = TaskStatus.RESOLVED.value
+    task.resolved_at = now
+    task.note = note
+    for p in photos:
+        session.add(
+            Photo(
+                id=str(uuid.uuid4()),
+                task_id=task.id,
+                sha256=p.sha256,
+                content_type=p.content_type,
+                width=p.width,
+                height=p.height,
+                size_bytes=len(p.data),
+                created_at=now,
+            )
+        )
+    case.status = CaseStatus.RESOLVED.value
+    case.resolved_at = now
+    await timers.cancel(session, case_id=case.id, kinds=[TimerKind.ON_SITE, TimerKind.CLOSE])
+    actor = f"worker:{worker_id}"
+    await append_case_event(
+        session,
+        case,
+        EventType.CASE_RESOLVED,
+        actor=actor,
+        now=now,
+        data={"task_id": task.id, "worker_id": worker_id, "note": note, "photos": len(photos)},
+    )
+    residents = await session.scalar(
+        select(func.count())
+        .select_from(Report)
+        .where(Report.case_id == case.id, Report.source == "resident")
+    )
+    if residents:
+        timers.arm_after(
+            session,
+            case_id=case.id,
+            kind=TimerKind.FEEDBACK,
+            seconds=ctx.sla.feedback_window_s,
+            now=now,
+        )
+    else:
+        await close_case(session, ctx, case, actor=actor, reason="resolved_without_resident")
+    return task
+
+
+async def close_case(
+    session: AsyncSession, ctx: DispatchContext, case: Case, *, actor: str, reason: str
+) -> None:
+    now = ctx.clock.now()
+    case.status = CaseStatus.CLOSED.value
+    case.closed_at = now
+    await timers.cancel(session, case_id=case.id, kinds=list(TimerKind))
+    await append_case_event(
+        session, case, EventType.CASE_CLOSED, actor=actor, now=now, data={"reason": reason}
+    )
+
+
+async def give_feedback(
+    session: AsyncSession,
+    ctx: DispatchContext,
+    report_id: str,
+    resident_id: str,
+    *,
+    satisfied: bool,
+    score: int,
+    comment: str | None,
+) -> Case:
+    """The resident's verdict on a resolved case: satisfied closes it, otherwise it reopens
+    and is dispatched again with fresh on-site and close clocks."""
+    report = await session.get(Report, report_id)
+    if report is None or report.source != "resident":
+        raise ReportNotFound(f"report {report_id} does not exist")
+    if report.reporter_id != resident_id:
+        raise Forbidden("this report belongs to another resident")
+    if report.case_id is None:
+        raise InvalidTransition("the report has no case yet", state="received")
+    case = await session.get(Case, report.case_id, with_for_update=True)
+    assert case is not None
+    await session.refresh(case)
+    if case.status != CaseStatus.RESOLVED.value:
+        raise InvalidTransition(
+            f"feedback needs a resolved case; it is {case.status}", state=case.status
+        )
+    given = await session.scalar(
+        select(Feedback.id).where(
+            Feedback.report_id == report.id, Feedback.created_at >= case.resolved_at
+        )
+    )
+    if given is not None:
+        raise InvalidTransition("feedback on this resolution was already given", state=case.status)
+    now = ctx.clock.now()
+    actor = f"resident:{resident_id}"
+    session.add(
+        Feedback(
+            id=str(uuid.uuid4()),
+            report_id=report.id,
+            case_id=case.id,
+            satisfied=satisfied,
+            score=score,
+            comment=comment,
+            created_at=now,
+        )
+    )
+    await append_case_event(
+        session,
+        case,
+        EventType.FEEDBACK_RECEIVED,
+        actor=actor,
+        now=now,
+        data={"report_id": report.id, "satisfied": satisfied, "score": score},
+    )
+    if satisfied:
+        await close_case(session, ctx, case, actor=actor, reason="resident_satisfied")
+        return case
+    case.status = CaseStatus.REOPENED.value
+    case.resolved_at = None
+    await timers.cancel(session, case_id=case.id, kinds=[TimerKind.FEEDBACK])
+    await append_case_event(
+        session,
+        case,
+        EventType.CASE_REOPENED,
+        actor=actor,
+        now=now,
+        data={"report_id": report.id, "comment": comment},
+    )
+    policy = await session.get(SlaPolicy, case.category)
+    if policy is not None:
+        timers.arm(
+            session,
+            case_id=case.id,
+            kind=TimerKind.ON_SITE,
+            due_at=now + timedelta(seconds=policy.on_site_s),
+            now=now,
+        )
+        timers.arm(
+            session,
+            case_id=case.id,
+            kind=TimerKind.CLOSE,
+            due_at=now + timedelta(seconds=policy.close_s),
+            now=now,
+        )
+    await offer_case(session, ctx, case, actor=actor, fresh_start=True)
+    return case

@@ -1,0 +1,172 @@
+"""The running engine: the intake consumer and the SLA sweeper, as two loops.
+
+Each consumed message is one unit of work: its event id is recorded in the same transaction as
+its effects, so a redelivery is a no-op, and the offset is committed only after that transaction
+commits. A message that fails for a reason other than an unreachable database is retried a few
+times, then written to the dead-letter topic with its error, so it never blocks the ones behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core import topics
+from app.core.bus import Bus, Consumer, Message
+from app.core.db import Database
+from app.core.events import EventEnvelope, EventType, enqueue
+from app.core.models import ProcessedEvent
+from dispatch import sla
+from dispatch.context import DispatchContext
+from dispatch.intake import handle_report_received
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AsyncSession, DispatchContext, EventEnvelope], Awaitable[None]]
+HANDLERS: dict[EventType, Handler] = {EventType.REPORT_RECEIVED: handle_report_received}
+
+DISPATCHER_GROUP = "gridflow-dispatcher"
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError | ConnectionError | TimeoutError | OSError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+class Engine:
+    def __init__(
+        self,
+        db: Database,
+        bus: Bus,
+        ctx: DispatchContext,
+        *,
+        sweep_interval_s: float = 1.0,
+        max_attempts: int = 3,
+        group_id: str = DISPATCHER_GROUP,
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.ctx = ctx
+        self.sweep_interval_s = sweep_interval_s
+        self.max_attempts = max_attempts
+        self.group_id = group_id
+        self._consumer: Consumer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sweep_now = asyncio.Event()
+        self.healthy = False
+
+    async def start(self) -> None:
+        self._consumer = self.bus.consumer(topics.INTAKE, self.group_id)
+        await self._consumer.start()
+        self._tasks = [
+            asyncio.create_task(self._consume(self._consumer), name="gridflow-dispatcher"),
+            asyncio.create_task(self._sweep_loop(), name="gridflow-sla-clock"),
+        ]
+        self.healthy = True
+
+    async def stop(self) -> None:
+        self.healthy = False
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    def poke_sweeper(self) -> None:
+        """Sweep now instead of at the next tick (after the clock was moved, say)."""
+        self._sweep_now.set()
+
+    async def sweep_once(self) -> int:
+        return await sla.sweep(self.db, self.ctx)
+
+    async def process(self, message: Message) -> bool:
+        """Apply one message in one transaction. False if it had been applied before."""
+        envelope = EventEnvelope.model_validate(message.value)
+        async with self.db.transaction() as session:
+            if await session.get(ProcessedEvent, (self.group_id, envelope.event_id)):
+                return False
+            session.add(
+                ProcessedEvent(
+                    group_id=self.group_id,
+                    event_id=envelope.event_id,
+                    processed_at=self.ctx.clock.now(),
+                )
+            )
+            handler = HANDLERS.get(envelope.type)
+            if handler is not None:
+                await handler(session, self.ctx, envelope)
+            return True
+
+    async def _handle(self, message: Message) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self.process(message)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if _transient(exc):
+                    # The database is away: keep the message, wait, try again; never drop it.
+                    log.warning("database unavailable while dispatching; retrying: %s", exc)
+                    await asyncio.sleep(min(5.0, 0.2 * attempt))
+                    continue
+                log.exception("dispatching message %s failed (attempt %d)", message.offset, attempt)
+                if attempt >= self.max_attempts:
+                    await self._dead_letter(message, exc)
+                    return
+                await asyncio.sleep(0.05 * attempt)
+
+    async def _dead_letter(self, message: Message, exc: Exception) -> None:
+        envelope = EventEnvelope.model_validate(message.value)
+        async with self.db.transaction() as session:
+            enqueue(
+                session,
+                topics.DEAD_LETTER,
+                message.key,
+                envelope.model_copy(
+                    update={
+                        "data": {
+                            "original": message.value,
+                            "topic": message.topic,
+                            "offset": message.offset,
+                            "error": f"{type(exc).__name__}: {exc}",
+                        }
+                    }
+                ),
+            )
+
+    async def _consume(self, consumer: Consumer) -> None:
+        while True:
+            try:
+                batch = await consumer.getmany(timeout_s=1.0)
+                for message in batch:
+                    await self._handle(message)
+                    await consumer.commit(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("intake consumer error; continuing")
+                await asyncio.sleep(1.0)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("SLA sweep failed; will retry")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sweep_now.wait(), timeout=self.sweep_interval_s)
+            self._sweep_now.clear()

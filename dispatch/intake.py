@@ -1,0 +1,97 @@
+"""From a received report to a case: open a new one, or join the open case it repeats."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.case_queries import open_case_for_device
+from app.core.events import EventEnvelope, EventType, ReportReceivedData, append_case_event
+from app.core.models import Case, Category, Report, SlaPolicy
+from dispatch import timers
+from dispatch.assignment import offer_case
+from dispatch.context import DispatchContext
+from dispatch.states import CaseStatus, TimerKind
+
+ACTOR = "system:dispatcher"
+
+
+class UnknownReport(LookupError):
+    """The event names a report that is not in the database: a poison message."""
+
+
+async def handle_report_received(
+    session: AsyncSession, ctx: DispatchContext, envelope: EventEnvelope
+) -> None:
+    data = ReportReceivedData.model_validate(envelope.data)
+    report = await session.get(Report, data.report_id)
+    if report is None:
+        raise UnknownReport(data.report_id)
+    if report.case_id is not None:
+        return
+    now = ctx.clock.now()
+    if report.device_id is not None:
+        existing = await open_case_for_device(session, report.device_id, report.category)
+        if existing is not None:
+            report.case_id = existing.id
+            await append_case_event(
+                session,
+                existing,
+                EventType.REPORT_MERGED,
+                actor=ACTOR,
+                now=now,
+                data={
+                    "report_id": report.id,
+                    "source": report.source,
+                    "device_id": report.device_id,
+                },
+            )
+            return
+    category = await session.get(Category, report.category)
+    policy = await session.get(SlaPolicy, report.category)
+    if category is None or policy is None:
+        raise UnknownReport(f"category {report.category} of report {report.id} has no policy")
+    opened_at = report.created_at
+    case = Case(
+        id=str(uuid.uuid4()),
+        category=report.category,
+        grid_code=report.grid_code,
+        grid_set_version=report.grid_set_version,
+        status=CaseStatus.REPORTED.value,
+        priority=category.priority,
+        escalation_level=0,
+        lon=report.lon,
+        lat=report.lat,
+        source_device_id=report.device_id,
+        seq=0,
+        created_at=opened_at,
+        updated_at=now,
+    )
+    session.add(case)
+    await session.flush()
+    report.case_id = case.id
+    on_site_due = opened_at + timedelta(seconds=policy.on_site_s)
+    close_due = opened_at + timedelta(seconds=policy.close_s)
+    await append_case_event(
+        session,
+        case,
+        EventType.CASE_OPENED,
+        actor=ACTOR,
+        now=now,
+        data={
+            "report_id": report.id,
+            "source": report.source,
+            "category": case.category,
+            "grid": case.grid_code,
+            "lon": case.lon,
+            "lat": case.lat,
+            "priority": case.priority,
+            "on_site_due_at": on_site_due.isoformat(),
+            "close_due_at": close_due.isoformat(),
+        },
+    )
+    timers.arm(session, case_id=case.id, kind=TimerKind.ON_SITE, due_at=on_site_due, now=now)
+    timers.arm(session, case_id=case.id, kind=TimerKind.CLOSE, due_at=close_due, now=now)
+    await offer_case(session, ctx, case, actor=ACTOR)

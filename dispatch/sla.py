@@ -1,0 +1,126 @@
+"""The SLA clock: fire due timers, each exactly once.
+
+A sweep takes one due timer at a time in its own transaction (FOR UPDATE SKIP LOCKED on
+PostgreSQL, so several sweepers share the work; SQLite has one writer), marks it fired and acts:
+an unanswered offer expires and moves on; a missed on-site or close deadline appends SlaBreached
+and raises the escalation level; a passed feedback window closes the case; a retry re-dispatches.
+A timer whose condition no longer holds (the worker arrived in time) fires silently.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.db import Database
+from app.core.events import EventType, append_case_event
+from app.core.models import Case, SlaTimer, Task
+from dispatch.assignment import offer_case
+from dispatch.cases import close_case
+from dispatch.context import DispatchContext
+from dispatch.states import ACTIVE_TASK, CaseStatus, TaskStatus, TimerKind, TimerState
+
+log = logging.getLogger(__name__)
+ACTOR = "system:sla"
+
+_BEFORE_ON_SITE = {
+    CaseStatus.REPORTED.value,
+    CaseStatus.DISPATCHED.value,
+    CaseStatus.ACCEPTED.value,
+    CaseStatus.REOPENED.value,
+}
+_DONE = {CaseStatus.RESOLVED.value, CaseStatus.CLOSED.value}
+
+
+async def sweep(db: Database, ctx: DispatchContext, *, limit: int = 500) -> int:
+    """Fire timers due at the clock's now. Returns how many fired."""
+    fired = 0
+    while fired < limit:
+        now = ctx.clock.now()
+        timer_id: int | None = None
+        try:
+            async with db.transaction() as session:
+                timer = await session.scalar(
+                    select(SlaTimer)
+                    .where(SlaTimer.state == TimerState.ARMED.value, SlaTimer.due_at <= now)
+                    .order_by(SlaTimer.due_at, SlaTimer.id)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                )
+                if timer is None:
+                    return fired
+                timer_id = timer.id
+                timer.state = TimerState.FIRED.value
+                timer.fired_at = now
+                await fire(session, ctx, timer)
+        except Exception:
+            if timer_id is None:
+                raise
+            # A timer that cannot be handled must not stall the clock for every other case.
+            log.exception("SLA timer %s failed; marking it failed", timer_id)
+            async with db.transaction() as session:
+                await session.execute(
+                    update(SlaTimer).where(SlaTimer.id == timer_id).values(state="failed")
+                )
+        fired += 1
+    return fired
+
+
+async def fire(session: AsyncSession, ctx: DispatchContext, timer: SlaTimer) -> None:
+    case = await session.get(Case, timer.case_id, with_for_update=True)
+    if case is None:
+        return
+    kind = TimerKind(timer.kind)
+    now = ctx.clock.now()
+    if kind is TimerKind.ACCEPT:
+        task = await session.get(Task, timer.task_id) if timer.task_id else None
+        if task is None or task.status != TaskStatus.OFFERED.value:
+            return
+        task.status = TaskStatus.EXPIRED.value
+        task.ended_at = now
+        await append_case_event(
+            session,
+            case,
+            EventType.TASK_EXPIRED,
+            actor=ACTOR,
+            now=now,
+            data={"task_id": task.id, "worker_id": task.worker_id},
+        )
+        await offer_case(session, ctx, case, actor=ACTOR)
+    elif (kind is TimerKind.ON_SITE and case.status in _BEFORE_ON_SITE) or (
+        kind is TimerKind.CLOSE and case.status not in _DONE
+    ):
+        await _breach(session, ctx, case, timer)
+    elif kind is TimerKind.FEEDBACK and case.status == CaseStatus.RESOLVED.value:
+        await close_case(session, ctx, case, actor=ACTOR, reason="feedback_window_elapsed")
+    elif kind is TimerKind.REDISPATCH and case.status in (
+        CaseStatus.REPORTED.value,
+        CaseStatus.REOPENED.value,
+    ):
+        active = await session.scalar(
+            select(Task.id).where(
+                Task.case_id == case.id, Task.status.in_([s.value for s in ACTIVE_TASK])
+            )
+        )
+        if active is None:
+            await offer_case(session, ctx, case, actor=ACTOR, fresh_start=True)
+
+
+async def _breach(session: AsyncSession, ctx: DispatchContext, case: Case, timer: SlaTimer) -> None:
+    case.escalation_level += 1
+    await append_case_event(
+        session,
+        case,
+        EventType.SLA_BREACHED,
+        actor=ACTOR,
+        now=ctx.clock.now(),
+        data={
+            "clock": timer.kind,
+            "due_at": timer.due_at.isoformat(),
+            "escalation_level": case.escalation_level,
+            "assignee": case.assignee_worker_id,
+            "status": case.status,
+        },
+    )

@@ -1,0 +1,224 @@
+"""A real gridflow server on 127.0.0.1 (random port) inside the test's event loop.
+
+Time is a ManualClock; the SLA sweeper runs only when a test calls `sweep()`. Waiting helpers
+poll the database or read the live streams, each bounded in time, and never sleep for SLA time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import uvicorn
+from PIL import Image
+from sqlalchemy import func, select
+
+from app.core.auth import Role, issue_token
+from app.core.clock import ManualClock
+from app.core.models import Base, Report
+from app.core.settings import Settings, SlaSettings
+from app.http.app import create_app
+from app.runtime import Runtime
+
+T = TypeVar("T")
+
+# A point inside grid 33010600100101's neighbourhood, well inside the demo city.
+CITY_POINT = {"lat": 30.2431, "lon": 120.1532}
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    fields: dict[str, Any] = {
+        "env": "test",
+        "data_dir": data_dir,
+        "sla": SlaSettings(sweep_interval_s=3600),
+    }
+    url = os.environ.get("GRIDFLOW_TEST_DATABASE_URL")
+    if url:
+        fields["db"] = {"url": url}
+    fields.update(overrides)
+    return Settings(**fields)
+
+
+def png_bytes(size: tuple[int, int] = (32, 24), fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+class Harness:
+    def __init__(self, settings: Settings, clock: ManualClock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.app = create_app(settings, clock)
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.base_url = ""
+        self.client: httpx.AsyncClient
+
+    @property
+    def runtime(self) -> Runtime:
+        runtime: Runtime = self.app.state.runtime
+        return runtime
+
+    async def start(self) -> None:
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=1,
+        )
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        for _ in range(1000):
+            if self._server.started or self._task.done():
+                break
+            await asyncio.sleep(0.01)
+        if not self._server.started:
+            if self._task.done():
+                self._task.result()
+            raise RuntimeError("server did not start")
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.client = httpx.AsyncClient(base_url=self.base_url, timeout=20)
+
+    async def stop(self) -> None:
+        await self.client.aclose()
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await asyncio.wait_for(self._task, timeout=15)
+
+    # --- identities -------------------------------------------------------------------------
+    def token(self, role: Role | str, subject: str) -> str:
+        auth = self.settings.auth
+        return issue_token(
+            self.runtime.secret,
+            role=Role(role),
+            subject=subject,
+            issuer=auth.issuer,
+            audience=auth.audience,
+            now=datetime.now(UTC),
+            ttl_s=3600,
+        )
+
+    def auth(self, role: Role | str, subject: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(role, subject)}"}
+
+    def device_key(self, device_id: str = "cam-001") -> str:
+        keys = json.loads((self.settings.data_dir / "demo-devices.json").read_text())
+        return str(keys[device_id]["key"])
+
+    # --- actions ----------------------------------------------------------------------------
+    async def report(
+        self,
+        resident: str = "alice",
+        category: str = "garbage_overflow",
+        point: dict[str, float] | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        body = {
+            "category": category,
+            "description": "垃圾桶满了",
+            "location": point or CITY_POINT,
+            **extra,
+        }
+        r = await self.client.post(
+            "/v1/reports", json=body, headers=self.auth("resident", resident)
+        )
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    async def sweep(self) -> int:
+        engine = self.runtime.engine
+        assert engine is not None
+        return await engine.sweep_once()
+
+    # --- waiting ----------------------------------------------------------------------------
+    async def eventually(
+        self, probe: Callable[[], Awaitable[T | None]], timeout: float = 10.0, what: str = ""
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            value = await probe()
+            if value:
+                return value
+            if loop.time() > deadline:
+                raise AssertionError(f"timed out waiting for {what or probe}")
+            await asyncio.sleep(0.02)
+
+    async def case_of(self, report_id: str) -> str:
+        async def probe() -> str | None:
+            async with self.runtime.db.reader() as s:
+                return await s.scalar(select(Report.case_id).where(Report.id == report_id))
+
+        return await self.eventually(probe, what=f"a case for report {report_id}")
+
+    async def case(self, case_id: str) -> dict[str, Any]:
+        r = await self.client.get(f"/v1/cases/{case_id}", headers=self.auth("operator", "ops"))
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    async def case_where(
+        self, case_id: str, check: Callable[[dict[str, Any]], bool], what: str = ""
+    ) -> dict[str, Any]:
+        async def probe() -> dict[str, Any] | None:
+            c = await self.case(case_id)
+            return c if check(c) else None
+
+        return await self.eventually(probe, what=what or f"case {case_id} condition")
+
+    async def offered_task(self, case_id: str, not_worker: str | None = None) -> dict[str, Any]:
+        c = await self.case_where(
+            case_id,
+            lambda c: (
+                c["task"] is not None
+                and c["task"]["status"] == "offered"
+                and c["task"]["worker_id"] != not_worker
+            ),
+            what="an offered task",
+        )
+        return dict(c["task"])
+
+    async def counts(self) -> dict[str, int]:
+        """Rows per table: to prove a refused request wrote nothing."""
+        out: dict[str, int] = {}
+        async with self.runtime.db.reader() as s:
+            for table in Base.metadata.sorted_tables:
+                out[table.name] = int(await s.scalar(select(func.count()).select_from(table)) or 0)
+        return out
+
+
+async def sse_events(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], until: str, timeout: float = 15
+) -> AsyncIterator[dict[str, Any]]:
+    """Yield parsed SSE events from `url` until one of type `until` arrives (bounded)."""
+    async with asyncio.timeout(timeout):
+        async with client.stream("GET", url, headers=headers) as resp:
+            assert resp.status_code == 200, await resp.aread()
+            fields: dict[str, str] = {}
+            async for line in resp.aiter_lines():
+                if line == "":
+                    if "data" in fields:
+                        event = json.loads(fields["data"])
+                        event["_id"] = fields.get("id")
+                        yield event
+                        if event["type"] == until:
+                            return
+                    fields = {}
+                elif not line.startswith(":") and ":" in line:
+                    key, _, value = line.partition(":")
+                    fields[key] = value.lstrip(" ")
+
+
+def copy_data(template: Path, target: Path) -> None:
+    shutil.copytree(template, target)
