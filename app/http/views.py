@@ -65,11 +65,10 @@ def report_links(report_id: str) -> dict[str, str]:
 
 
 async def deadlines(session: AsyncSession, case_id: str) -> Deadlines:
-    """The due times of the clocks still running (armed) or already breached (fired)."""
+    """The latest due time of each clock (a reopened case has new ones); the acceptance
+    deadline only while an offer is open."""
     rows = await session.scalars(
-        select(SlaTimer)
-        .where(SlaTimer.case_id == case_id, SlaTimer.state.in_(("armed", "fired")))
-        .order_by(SlaTimer.id)
+        select(SlaTimer).where(SlaTimer.case_id == case_id).order_by(SlaTimer.id)
     )
     out = Deadlines()
     for t in rows:

@@ -8,10 +8,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from app.core.errors import Forbidden, TaskNotFound
+from app.core.models import Task
 from app.core.photos import CheckedPhoto
 from app.http import views
 from app.http.bodies import MAX_JSON_BYTES, parse_json, read_body, read_json, read_limited
-from app.http.deps import CurrentWorker, RuntimeDep, UnitOfWork, WorkerPrincipal
+from app.http.deps import CurrentWorker, Reader, RuntimeDep, UnitOfWork, WorkerPrincipal
 from app.http.docs import body_docs, errors
 from app.http.schemas import DeclineBody, LocationOnly, ResolveBody, TaskList, TaskRead
 from dispatch import cases
@@ -42,6 +44,16 @@ async def list_tasks(
                 async with runtime.db.reader() as session:
                     tasks = await views.worker_tasks(session, worker.id)
     return TaskList(tasks=tasks)
+
+
+@router.get("/{task_id}", summary="One of the worker's tasks", responses=errors(401, 403, 404))
+async def read_task(task_id: str, worker: WorkerPrincipal, session: Reader) -> TaskRead:
+    task = await session.get(Task, task_id)
+    if task is None:
+        raise TaskNotFound(f"task {task_id} does not exist")
+    if task.worker_id != worker.subject:
+        raise Forbidden("this task belongs to another worker")
+    return await views.task_view(session, task)
 
 
 async def decline_body(request: Request, _: WorkerPrincipal) -> DeclineBody:

@@ -1,0 +1,238 @@
+"""Deadlines with an injected clock: offers expire and move on, breaches fire exactly once."""
+
+from typing import Any
+
+from sqlalchemy import select, update
+
+from app.core import topics
+from app.core.bus import Message
+from app.core.models import Case, OutboxMessage, Worker
+from tests.harness import Harness
+
+
+async def report_in_single_worker_grid(
+    h: Harness, category: str = "fire_lane_blocked", n: int = 1
+) -> tuple[dict[str, Any], str, str]:
+    grid = h.runtime.grids.require().units[n]  # units[1], [2], [3]: one worker each
+    centre = grid.geometry.representative_point()
+    report = await h.report("erin", category, point={"lat": centre.y, "lon": centre.x})
+    case_id = await h.case_of(report["id"])
+    return report, case_id, grid.code
+
+
+def types(case: dict[str, Any]) -> list[str]:
+    return [e["type"] for e in case["timeline"]]
+
+
+async def test_expired_offer_goes_to_another_worker(h: Harness) -> None:
+    _, case_id, code = await report_in_single_worker_grid(h)
+    first = await h.offered_task(case_id)
+    assert first["worker_id"] == f"w-{code}-1"
+    h.clock.advance(59)
+    assert await h.sweep() == 0  # not yet: the fire-lane offer holds for 60 s
+    h.clock.advance(2)
+    assert await h.sweep() == 1
+    case = await h.case(case_id)
+    assert types(case) == ["CaseOpened", "TaskOffered", "TaskExpired", "TaskOffered"]
+    second = case["task"]
+    assert second["status"] == "offered" and second["worker_id"] != first["worker_id"]
+    neighbours = h.runtime.grids.require().neighbours(code)
+    worker_grid = case["timeline"][-1]["data"]["worker_grid"]
+    assert worker_grid in neighbours
+    # The first worker can no longer accept the expired offer.
+    r = await h.client.post(
+        f"/v1/tasks/{first['id']}/accept", headers=h.auth("worker", first["worker_id"])
+    )
+    assert r.status_code == 409 and r.json()["state"] == "expired"
+
+
+async def test_missed_on_site_deadline_breaches_once(h: Harness) -> None:
+    _, case_id, _ = await report_in_single_worker_grid(h)
+    task = await h.offered_task(case_id)
+    r = await h.client.post(
+        f"/v1/tasks/{task['id']}/accept", headers=h.auth("worker", task["worker_id"])
+    )
+    assert r.status_code == 200
+    h.clock.advance(5 * 60 + 1)
+    assert await h.sweep() == 1
+    case = await h.case(case_id)
+    assert types(case)[-1] == "SlaBreached"
+    breach = case["timeline"][-1]["data"]
+    assert breach["clock"] == "on_site" and breach["escalation_level"] == 1
+    assert case["escalation_level"] == 1
+    assert await h.sweep() == 0  # fired once, never again
+    listed = await h.client.get(
+        "/v1/cases", params={"overdue": "true"}, headers=h.auth("operator", "ops")
+    )
+    assert [c["id"] for c in listed.json()["items"]] == [case_id]
+
+    h.clock.advance(10 * 60)  # 15 minutes after opening: the close clock too
+    assert await h.sweep() == 1
+    case = await h.case(case_id)
+    assert case["escalation_level"] == 2
+    assert [e["data"]["clock"] for e in case["timeline"] if e["type"] == "SlaBreached"] == [
+        "on_site",
+        "close",
+    ]
+
+
+async def test_arrival_in_time_stops_the_on_site_clock(h: Harness) -> None:
+    _, case_id, _ = await report_in_single_worker_grid(h)
+    task = await h.offered_task(case_id)
+    worker = h.auth("worker", task["worker_id"])
+    loc = (await h.client.post(f"/v1/tasks/{task['id']}/accept", headers=worker)).json()
+    h.clock.advance(4 * 60)
+    r = await h.client.post(
+        f"/v1/tasks/{task['id']}/arrive", json={"location": loc["location"]}, headers=worker
+    )
+    assert r.status_code == 200
+    h.clock.advance(2 * 60)
+    await h.sweep()
+    case = await h.case(case_id)
+    assert "SlaBreached" not in types(case) and case["escalation_level"] == 0
+
+
+async def test_arrival_too_far_is_refused(h: Harness) -> None:
+    _, case_id, _ = await report_in_single_worker_grid(h)
+    task = await h.offered_task(case_id)
+    worker = h.auth("worker", task["worker_id"])
+    loc = (await h.client.post(f"/v1/tasks/{task['id']}/accept", headers=worker)).json()
+    far = {"lat": loc["location"]["lat"] + 0.003, "lon": loc["location"]["lon"]}  # ~330 m
+    r = await h.client.post(
+        f"/v1/tasks/{task['id']}/arrive", json={"location": far}, headers=worker
+    )
+    assert r.status_code == 422 and r.json()["error"] == "too_far_from_case"
+    assert r.json()["distance_m"] > 200
+    assert (await h.case(case_id))["status"] == "accepted"
+
+
+async def test_decline_moves_to_next_worker(h: Harness) -> None:
+    _, case_id, _ = await report_in_single_worker_grid(h, "garbage_overflow", n=2)
+    first = await h.offered_task(case_id)
+    r = await h.client.post(
+        f"/v1/tasks/{first['id']}/decline",
+        json={"reason": "在处理别的"},
+        headers=h.auth("worker", first["worker_id"]),
+    )
+    assert r.status_code == 200 and r.json()["status"] == "declined"
+    second = await h.offered_task(case_id, not_worker=first["worker_id"])
+    assert second["worker_id"] != first["worker_id"]
+
+
+async def test_impossible_transitions_are_409_with_state(h: Harness) -> None:
+    _, case_id, _ = await report_in_single_worker_grid(h, "other", n=3)
+    task = await h.offered_task(case_id)
+    worker = h.auth("worker", task["worker_id"])
+    r = await h.client.post(
+        f"/v1/tasks/{task['id']}/resolve", json={"note": "done"}, headers=worker
+    )
+    assert r.status_code == 409 and r.json() | {"detail": ""} == {
+        "error": "invalid_transition",
+        "detail": "",
+        "state": "offered",
+    }
+    assert (
+        await h.client.post(f"/v1/tasks/{task['id']}/accept", headers=worker)
+    ).status_code == 200
+    r = await h.client.post(f"/v1/tasks/{task['id']}/accept", headers=worker)
+    assert r.status_code == 409 and r.json()["state"] == "accepted"
+
+
+async def test_unsatisfied_resident_reopens_and_feedback_window_closes(h: Harness) -> None:
+    report, case_id, _ = await report_in_single_worker_grid(h, "garbage_overflow")
+    resident = h.auth("resident", "erin")
+
+    async def work_it() -> None:
+        task = await h.offered_task(case_id)
+        worker = h.auth("worker", task["worker_id"])
+        loc = (await h.client.post(f"/v1/tasks/{task['id']}/accept", headers=worker)).json()
+        await h.client.post(
+            f"/v1/tasks/{task['id']}/arrive", json={"location": loc["location"]}, headers=worker
+        )
+        r = await h.client.post(
+            f"/v1/tasks/{task['id']}/resolve", json={"note": "ok"}, headers=worker
+        )
+        assert r.status_code == 200, r.text
+
+    early = await h.client.post(
+        f"/v1/reports/{report['id']}/feedback",
+        json={"satisfied": True, "score": 5},
+        headers=resident,
+    )
+    assert early.status_code == 409
+    await work_it()
+    r = await h.client.post(
+        f"/v1/reports/{report['id']}/feedback",
+        json={"satisfied": False, "score": 2, "comment": "还是满的"},
+        headers=resident,
+    )
+    assert r.status_code == 200 and r.json()["case_status"] == "dispatched", r.text
+    await work_it()
+    # No second rating: the feedback window closes the case by itself.
+    h.clock.advance(h.settings.sla.feedback_window_s + 1)
+    await h.sweep()
+    case = await h.case(case_id)
+    assert case["status"] == "closed"
+    assert case["timeline"][-1]["data"]["reason"] == "feedback_window_elapsed"
+    assert types(case).count("CaseResolved") == 2 and "CaseReopened" in types(case)
+
+
+async def test_nobody_on_duty_waits_and_retries(h: Harness) -> None:
+    async with h.runtime.db.transaction() as s:
+        await s.execute(update(Worker).values(on_duty=False))
+    report = await h.report("frank", "road_damage")
+    case_id = await h.case_of(report["id"])
+    case = await h.case_where(case_id, lambda c: "DispatchFailed" in types(c))
+    assert case["status"] == "reported" and case["task"] is None
+    async with h.runtime.db.transaction() as s:
+        await s.execute(update(Worker).values(on_duty=True))
+    h.clock.advance(h.settings.sla.redispatch_retry_s)
+    await h.sweep()
+    assert (await h.case(case_id))["task"]["status"] == "offered"
+
+
+async def test_redelivered_intake_event_is_harmless(h: Harness) -> None:
+    report = await h.report("gina")
+    case_id = await h.case_of(report["id"])
+    engine = h.runtime.engine
+    assert engine is not None
+    async with h.runtime.db.reader() as s:
+        row = await s.scalar(
+            select(OutboxMessage)
+            .where(OutboxMessage.topic == topics.INTAKE)
+            .order_by(OutboxMessage.id.desc())
+            .limit(1)
+        )
+    assert row is not None
+    message = Message(row.topic, row.key, row.payload, row.id)
+    assert await engine.process(message) is False
+    async with h.runtime.db.reader() as s:
+        cases = list(await s.scalars(select(Case.id)))
+    assert cases == [case_id]
+
+
+async def test_poison_message_goes_to_dead_letter_and_does_not_block(h: Harness) -> None:
+    from app.core.events import EventEnvelope, EventType, enqueue
+
+    bogus = EventEnvelope(
+        type=EventType.REPORT_RECEIVED,
+        occurred_at=h.clock.now(),
+        actor="test",
+        data={"report_id": "missing", "source": "resident", "category": "other", "grid": "x"},
+    )
+    async with h.runtime.db.transaction() as s:
+        enqueue(s, topics.INTAKE, "x", bogus)
+    report = await h.report("hank")
+    await h.case_of(report["id"])  # the good message behind it is still dispatched
+
+    async def dead() -> list[OutboxMessage]:
+        async with h.runtime.db.reader() as s:
+            return list(
+                await s.scalars(
+                    select(OutboxMessage).where(OutboxMessage.topic == topics.DEAD_LETTER)
+                )
+            )
+
+    [letter] = await h.eventually(dead, what="a dead letter")
+    assert letter.payload["data"]["original"]["event_id"] == bogus.event_id
+    assert "UnknownReport" in letter.payload["data"]["error"]
