@@ -126,6 +126,7 @@ def _sse(env: EventEnvelope, for_resident: bool) -> str:
     "keeps the connection alive.",
     responses={**errors(401, 403, 404), 200: {"content": {"text/event-stream": {}}}},
     response_class=StreamingResponse,
+    openapi_extra={"security": [{"HTTPBearer": []}]},
 )
 async def report_events(
     report_id: str,

@@ -1,0 +1,83 @@
+"""The gridflow command, run in-process against a temporary data directory."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app.cli import main
+from app.core.auth import Role, hash_device_key, verify_token
+from app.core.settings import Settings
+from geo.demo_city import demo_grids
+from geo.grids import GridIndex
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("GRIDFLOW_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("GRIDFLOW_DB__URL", raising=False)
+    return tmp_path / "data"
+
+
+def test_token_issue_prints_a_verifiable_token(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["token", "issue", "--role", "worker", "--subject", "w-1"]) == 0
+    token = capsys.readouterr().out.strip()
+    settings = Settings()
+    who = verify_token(settings.jwt_secret(), token, issuer="gridflow", audience="gridflow")
+    assert (who.role, who.subject) == (Role.WORKER, "w-1")
+    assert (data_dir / "jwt-secret").stat().st_mode & 0o077 == 0
+
+
+def test_production_refuses_a_missing_secret(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GRIDFLOW_ENV", "production")
+    assert main(["token", "issue", "--role", "admin", "--subject", "a"]) == 2
+    assert "GRIDFLOW_AUTH__SECRET" in capsys.readouterr().err
+
+
+def test_db_upgrade_and_device_create(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "upgrade"]) == 0
+    assert (data_dir / "gridflow.db").exists()
+    capsys.readouterr()
+    assert main(["device", "create", "--id", "cam-900", "--name", "Gate camera"]) == 0
+    key = capsys.readouterr().out.strip()
+    assert key.startswith("gfd_") and len(key) > 40
+    assert main(["device", "create", "--id", "cam-900"]) == 2  # ids are unique
+    assert main(["device", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "cam-900\tactive\tGate camera" in listing
+    assert key not in listing and hash_device_key(key) not in listing
+
+
+def test_grids_import_valid_and_invalid(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "city.geojson"
+    good.write_text(json.dumps(GridIndex(demo_grids(), 1).to_geojson()), encoding="utf-8")
+    assert main(["grids", "import", str(good)]) == 0
+    assert "as version 1" in capsys.readouterr().out
+    assert main(["grids", "import", str(good)]) == 0
+    assert "as version 2" in capsys.readouterr().out
+
+    bad = tmp_path / "bad.geojson"
+    bad.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"code": "abc"},
+                        "geometry": {"type": "Point", "coordinates": [0, 0]},
+                    }
+                ],
+            }
+        )
+    )
+    assert main(["grids", "import", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "feature 0" in err and "digits" in err
+    assert main(["grids", "import", str(tmp_path / "missing.geojson")]) == 2
