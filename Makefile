@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck layers unit demo clean
+.PHONY: run test lint typecheck layers unit unit-sqlite unit-postgres demo clean
 
 run: $(STAMP)
 	$(BIN)/gridflow serve
@@ -23,8 +23,14 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
-unit: $(STAMP)
+unit: unit-sqlite unit-postgres
+
+unit-sqlite: $(STAMP)
 	$(BIN)/pytest
+
+# The same suite on a throwaway PostgreSQL (installed from Debian's packages if missing).
+unit-postgres: $(STAMP)
+	deploy/local/with-postgres.sh $(BIN)/pytest
 
 demo: $(STAMP)
 	$(BIN)/gridflow demo

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -8,14 +9,25 @@ import pytest
 
 from app.core.clock import ManualClock
 from app.runtime import Runtime
-from tests.harness import Harness, copy_data, make_settings
+from tests.harness import PG_ADMIN_URL, Harness, copy_data, make_settings, pg_admin, pg_url
+
+TEMPLATE_DB = "gridflow_template"
+
+
+def pytest_report_header() -> str:
+    return f"gridflow database: {'PostgreSQL' if PG_ADMIN_URL else 'SQLite'}"
 
 
 @pytest.fixture(scope="session")
 def template_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data directory migrated and seeded once; each test gets a copy."""
+    """A database migrated and seeded once (and its data directory); each test gets a copy."""
     data = tmp_path_factory.mktemp("template") / "data"
-    runtime = Runtime(make_settings(data))
+    url = None
+    if PG_ADMIN_URL:
+        asyncio.run(pg_admin(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)",
+                             f"CREATE DATABASE {TEMPLATE_DB}"))
+        url = pg_url(TEMPLATE_DB)
+    runtime = Runtime(make_settings(data, url))
 
     async def prepare() -> None:
         await runtime.prepare_database()
@@ -31,10 +43,26 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def h(tmp_path: Path, template_data: Path, clock: ManualClock) -> AsyncIterator[Harness]:
+async def database_url() -> AsyncIterator[str | None]:
+    """None for SQLite (the file is in the copied data directory); a fresh database on PG."""
+    if not PG_ADMIN_URL:
+        yield None
+        return
+    name = f"gf_{uuid.uuid4().hex[:16]}"
+    await pg_admin(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    try:
+        yield pg_url(name)
+    finally:
+        await pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+async def h(
+    tmp_path: Path, template_data: Path, clock: ManualClock, database_url: str | None
+) -> AsyncIterator[Harness]:
     data = tmp_path / "data"
     copy_data(template_data, data)
-    harness = Harness(make_settings(data), clock)
+    harness = Harness(make_settings(data, database_url), clock)
     await harness.start()
     try:
         yield harness

@@ -34,17 +34,38 @@ T = TypeVar("T")
 CITY_POINT = {"lat": 30.2431, "lon": 120.1532}
 
 
-def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+# Set by deploy/local/with-postgres.sh: run the suite on PostgreSQL instead of SQLite.
+PG_ADMIN_URL = os.environ.get("GRIDFLOW_TEST_PG_URL")
+
+
+def make_settings(data_dir: Path, db_url: str | None = None, **overrides: Any) -> Settings:
     fields: dict[str, Any] = {
         "env": "test",
         "data_dir": data_dir,
         "sla": SlaSettings(sweep_interval_s=3600),
     }
-    url = os.environ.get("GRIDFLOW_TEST_DATABASE_URL")
-    if url:
-        fields["db"] = {"url": url}
+    if db_url:
+        fields["db"] = {"url": db_url}
     fields.update(overrides)
     return Settings(**fields)
+
+
+def pg_url(database: str) -> str:
+    assert PG_ADMIN_URL
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + database
+
+
+async def pg_admin(*statements: str) -> None:
+    """Run statements on the server's maintenance database (CREATE/DROP DATABASE)."""
+    import asyncpg
+
+    assert PG_ADMIN_URL
+    conn = await asyncpg.connect(PG_ADMIN_URL.replace("+asyncpg", ""))
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
 
 
 def png_bytes(size: tuple[int, int] = (32, 24), fmt: str = "PNG") -> bytes:
