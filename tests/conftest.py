@@ -24,8 +24,12 @@ def template_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("template") / "data"
     url = None
     if PG_ADMIN_URL:
-        asyncio.run(pg_admin(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)",
-                             f"CREATE DATABASE {TEMPLATE_DB}"))
+        asyncio.run(
+            pg_admin(
+                f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)",
+                f"CREATE DATABASE {TEMPLATE_DB}",
+            )
+        )
         url = pg_url(TEMPLATE_DB)
     runtime = Runtime(make_settings(data, url))
 
