@@ -13,7 +13,9 @@ from app.core.clock import Clock, SystemClock
 from app.core.db import Database
 from app.core.feed import FeedHub
 from app.core.grids import LiveGrids, load_active_index
+from app.core.kafka_bus import KafkaBus, ensure_topics
 from app.core.photos import PhotoStore
+from app.core.relay import OutboxRelay
 from app.core.seed import seed_categories, seed_demo_city
 from app.core.settings import Settings
 from dispatch.context import DispatchContext
@@ -30,19 +32,34 @@ class Runtime:
     def __post_init__(self) -> None:
         s = self.settings
         self.secret = s.jwt_secret()
+        embedded = s.bus.kind == "embedded"
         self.db = Database(
             s.database_url,
             echo=s.db.echo,
             pool_size=s.db.pool_size,
-            serialize_writes=s.bus.kind == "embedded",
+            serialize_writes=embedded,
         )
-        self.bus: Bus = EmbeddedBus(self.db, s.bus.poll_interval_s)
+        self.bus: Bus = (
+            EmbeddedBus(self.db, s.bus.poll_interval_s) if embedded else KafkaBus(s.kafka)
+        )
+        self.relay: OutboxRelay | None = (
+            OutboxRelay(self.db, s.kafka, s.bus.poll_interval_s)
+            if not embedded and s.run_engine and s.run_relay
+            else None
+        )
         self.grids = LiveGrids()
         self.photos = PhotoStore(s.photo_dir)
         self.ctx = DispatchContext(clock=self.clock, grids=self.grids, sla=s.sla)
         self.hub = FeedHub(self.bus, self.db)
         self.engine: Engine | None = (
-            Engine(self.db, self.bus, self.ctx, sweep_interval_s=s.sla.sweep_interval_s)
+            Engine(
+                self.db,
+                self.bus,
+                self.ctx,
+                sweep_interval_s=s.sla.sweep_interval_s,
+                max_attempts=s.kafka.max_attempts,
+                group_id=s.kafka.dispatcher_group,
+            )
             if s.run_engine
             else None
         )
@@ -63,11 +80,21 @@ class Runtime:
         async with self.db.reader() as session:
             self.grids.index = await load_active_index(session)
 
-    async def start(self) -> None:
+    async def start(self, *, serve_feed: bool = True) -> None:
+        """Start every part this process runs. The database must be reachable; Kafka need not
+        be for the relay (it retries), but consumers need it to start."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        await self.prepare_database()
+        if self.settings.auto_migrate:
+            await self.prepare_database()
+        else:
+            await self.reload_grids()
         await self.bus.start()
-        await self.hub.start()
+        if self.settings.bus.kind == "kafka" and self.settings.kafka_auto_create_topics:
+            await ensure_topics(self.settings.kafka)
+        if self.relay is not None:
+            await self.relay.start()
+        if serve_feed:
+            await self.hub.start()
         if self.engine is not None:
             await self.engine.start()
         self.started = True
@@ -76,6 +103,8 @@ class Runtime:
         self.started = False
         if self.engine is not None:
             await self.engine.stop()
+        if self.relay is not None:
+            await self.relay.stop()
         await self.hub.stop()
         await self.bus.stop()
         await self.db.dispose()

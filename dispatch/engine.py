@@ -59,7 +59,9 @@ class Engine:
         self._consumer: Consumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._sweep_now = asyncio.Event()
+        self._stopping = False
         self.healthy = False
+        self.processed = 0
 
     async def start(self) -> None:
         self._consumer = self.bus.consumer(topics.INTAKE, self.group_id)
@@ -70,10 +72,18 @@ class Engine:
         ]
         self.healthy = True
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Finish the message in hand and commit it, then leave the group."""
         self.healthy = False
-        for task in self._tasks:
+        self._stopping = True
+        consume = self._tasks[0] if self._tasks else None
+        for task in self._tasks[1:]:
             task.cancel()
+        if consume is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(consume), timeout=grace_s)
+            except TimeoutError:
+                consume.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -147,12 +157,16 @@ class Engine:
             )
 
     async def _consume(self, consumer: Consumer) -> None:
-        while True:
+        while not self._stopping:
             try:
-                batch = await consumer.getmany(timeout_s=1.0)
+                batch = await consumer.getmany(timeout_s=0.5)
                 for message in batch:
-                    await self._handle(message)
-                    await consumer.commit(message)
+                    if self._stopping:
+                        break  # uncommitted: redelivered to whoever owns the partition next
+                    async with consumer.in_hand:
+                        await self._handle(message)
+                        await consumer.commit(message)
+                    self.processed += 1
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -8,14 +8,25 @@ from pathlib import Path
 import pytest
 
 from app.core.clock import ManualClock
+from app.core.kafka_bus import delete_topics
 from app.runtime import Runtime
-from tests.harness import PG_ADMIN_URL, Harness, copy_data, make_settings, pg_admin, pg_url
+from tests.harness import (
+    KAFKA,
+    PG_ADMIN_URL,
+    Harness,
+    copy_data,
+    make_settings,
+    pg_admin,
+    pg_url,
+)
 
 TEMPLATE_DB = "gridflow_template"
 
 
 def pytest_report_header() -> str:
-    return f"gridflow database: {'PostgreSQL' if PG_ADMIN_URL else 'SQLite'}"
+    db = "PostgreSQL" if PG_ADMIN_URL else "SQLite"
+    bus = f"Kafka at {KAFKA}" if KAFKA else "embedded"
+    return f"gridflow database: {db}; bus: {bus}"
 
 
 @pytest.fixture(scope="session")
@@ -66,9 +77,12 @@ async def h(
 ) -> AsyncIterator[Harness]:
     data = tmp_path / "data"
     copy_data(template_data, data)
-    harness = Harness(make_settings(data, database_url), clock)
+    settings = make_settings(data, database_url, kafka_prefix=f"t{uuid.uuid4().hex[:10]}.")
+    harness = Harness(settings, clock)
     await harness.start()
     try:
         yield harness
     finally:
         await harness.stop()
+        if KAFKA:
+            await delete_topics(settings.kafka)

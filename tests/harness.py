@@ -34,11 +34,19 @@ T = TypeVar("T")
 CITY_POINT = {"lat": 30.2431, "lon": 120.1532}
 
 
-# Set by deploy/local/with-postgres.sh: run the suite on PostgreSQL instead of SQLite.
+# Set by deploy/local/with-services.sh: run the suite on PostgreSQL (and Kafka) instead of the
+# embedded default.
 PG_ADMIN_URL = os.environ.get("GRIDFLOW_TEST_PG_URL")
+KAFKA = os.environ.get("GRIDFLOW_TEST_KAFKA")
 
 
-def make_settings(data_dir: Path, db_url: str | None = None, **overrides: Any) -> Settings:
+def make_settings(
+    data_dir: Path,
+    db_url: str | None = None,
+    *,
+    kafka_prefix: str | None = None,
+    **overrides: Any,
+) -> Settings:
     fields: dict[str, Any] = {
         "env": "test",
         "data_dir": data_dir,
@@ -46,6 +54,13 @@ def make_settings(data_dir: Path, db_url: str | None = None, **overrides: Any) -
     }
     if db_url:
         fields["db"] = {"url": db_url}
+    if KAFKA and kafka_prefix is not None:
+        fields["bus"] = {"kind": "kafka", "poll_interval_s": 0.2}
+        fields["kafka"] = {
+            "bootstrap_servers": KAFKA,
+            "topic_prefix": kafka_prefix,
+            "partitions": 3,
+        }
     fields.update(overrides)
     return Settings(**fields)
 

@@ -25,13 +25,17 @@ from app.core.models import ConsumerOffset, OutboxMessage
 
 @dataclass(frozen=True)
 class Message:
-    topic: str
+    topic: str  # the logical name (app.core.topics), whatever the bus calls it
     key: str
     value: dict[str, Any]
     offset: int
+    partition: int = 0
 
 
 class Consumer(Protocol):
+    # Held from fetching a message to committing it; a rebalance waits for it.
+    in_hand: asyncio.Lock
+
     async def start(self) -> None: ...
 
     async def getmany(self, timeout_s: float, max_records: int = 100) -> list[Message]:
@@ -84,6 +88,7 @@ class EmbeddedConsumer:
         self.group_id = group_id
         self._fetched = 0
         self._event = asyncio.Event()
+        self.in_hand = asyncio.Lock()
 
     async def start(self) -> None:
         async with self._db.reader() as s:

@@ -24,12 +24,29 @@ class DbSettings(BaseModel):
 
 
 class BusSettings(BaseModel):
-    kind: Literal["embedded"] = Field(
+    kind: Literal["embedded", "kafka"] = Field(
         default="embedded",
-        description="embedded: the durable outbox table is the log, read in this process.",
+        description="embedded: the durable outbox table is the log, read in this process "
+        "(one process only). kafka: the outbox relay publishes to Apache Kafka.",
     )
     poll_interval_s: float = Field(
-        default=0.5, gt=0, description="Longest wait before a consumer re-reads the log."
+        default=0.5, gt=0, description="Longest wait before the log or the outbox is re-read."
+    )
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = Field(default="127.0.0.1:9092", description="host:port[,host:port]")
+    client_id: str = "gridflow"
+    topic_prefix: str = Field(
+        default="", description="Prepended to every topic name (separate environments)."
+    )
+    partitions: int = Field(default=12, ge=1, description="Partitions per topic at kafka init.")
+    replication_factor: int = Field(default=1, ge=1)
+    dispatcher_group: str = "gridflow-dispatcher"
+    relay_batch: int = Field(default=500, ge=1, le=10_000)
+    request_timeout_ms: int = Field(default=15_000, ge=1000)
+    max_attempts: int = Field(
+        default=3, ge=1, description="Tries before a failing message goes to the dead-letter topic."
     )
 
 
@@ -81,8 +98,22 @@ class Settings(BaseSettings):
     seed_demo_city: bool = Field(
         default=True, description="Load the bundled demo city into an empty database on start."
     )
+    auto_migrate: bool = Field(
+        default=True,
+        description="Apply migrations and seed data on start (embedded default). Production "
+        "runs `gridflow db upgrade` as a separate job and sets this to false.",
+    )
+    kafka_auto_create_topics: bool = Field(
+        default=True, description="Create missing topics on start (see `gridflow kafka init`)."
+    )
+    run_relay: bool = Field(
+        default=True,
+        description="With the Kafka bus, publish the outbox from this process (when the engine "
+        "runs here too).",
+    )
     db: DbSettings = DbSettings()
     bus: BusSettings = BusSettings()
+    kafka: KafkaSettings = KafkaSettings()
     sla: SlaSettings = SlaSettings()
     auth: AuthSettings = AuthSettings()
     intake: IntakeSettings = IntakeSettings()

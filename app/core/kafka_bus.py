@@ -1,0 +1,167 @@
+"""The bus on Apache Kafka (aiokafka): consumers with manual commits, topic creation.
+
+Producing is the relay's job (relay.py); this module only consumes. A consumer with a group id
+joins that consumer group, starts from the earliest offset when the group is new, and commits
+`offset + 1` of each message it was told is done. Its rebalance listener waits for the message
+in hand before partitions are taken away, so a revoked partition never loses a commit. A consumer
+without a group reads every partition from the end (the live feed of one API process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+
+from app.core import topics
+from app.core.bus import Message
+from app.core.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+def physical(settings: KafkaSettings, logical: str) -> str:
+    return settings.topic_prefix + logical
+
+
+async def ensure_topics(settings: KafkaSettings) -> list[str]:
+    """Create the gridflow topics that do not exist yet. Returns the names created."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id}-admin",
+        request_timeout_ms=settings.request_timeout_ms,
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [physical(settings, t) for t in topics.ALL]
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
+                await admin.create_topics(
+                    [NewTopic(t, settings.partitions, settings.replication_factor) for t in missing]
+                )
+        return missing
+    finally:
+        await admin.close()
+
+
+async def delete_topics(settings: KafkaSettings) -> None:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.client_id}-admin"
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        names = [physical(settings, t) for t in topics.ALL if physical(settings, t) in existing]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+class _WaitForMessageInHand(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self._lock = lock
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        # The consume loop holds the lock from fetching a message to committing it.
+        async with self._lock:
+            log.info("partitions revoked: %s", sorted(str(tp) for tp in revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("partitions assigned: %s", sorted(str(tp) for tp in assigned))
+
+
+class KafkaBus:
+    def __init__(self, settings: KafkaSettings) -> None:
+        self.settings = settings
+
+    def consumer(self, topic: str, group_id: str | None) -> KafkaConsumer:
+        return KafkaConsumer(self.settings, topic, group_id)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+class KafkaConsumer:
+    def __init__(self, settings: KafkaSettings, topic: str, group_id: str | None) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.group_id = group_id
+        self.physical = physical(settings, topic)
+        self.in_hand = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        group = None if self.group_id is None else s.topic_prefix + self.group_id
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers,
+            client_id=f"{s.client_id}-{self.topic}",
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if group else "latest",
+            request_timeout_ms=max(s.request_timeout_ms, 11_000),
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+            max_poll_interval_ms=300_000,
+        )
+        await consumer.start()
+        if group is None:
+            consumer.subscribe([self.physical])
+        else:
+            consumer.subscribe([self.physical], listener=_WaitForMessageInHand(self.in_hand))
+        self._consumer = consumer
+        if group is None:
+            # Fix the starting point now, so nothing produced after start() is skipped.
+            await consumer.getmany(timeout_ms=0)
+            for tp in consumer.assignment():
+                await consumer.position(tp)
+
+    async def getmany(self, timeout_s: float, max_records: int = 100) -> list[Message]:
+        assert self._consumer is not None, "start() first"
+        batches = await self._consumer.getmany(
+            timeout_ms=int(timeout_s * 1000), max_records=max_records
+        )
+        out: list[Message] = []
+        for tp, records in batches.items():
+            for record in records:
+                try:
+                    value = json.loads(record.value)
+                except (TypeError, ValueError):
+                    log.error(
+                        "unreadable message at %s:%s@%s; skipped",
+                        tp.topic,
+                        tp.partition,
+                        record.offset,
+                    )
+                    value = {"unreadable": True}
+                key = record.key.decode() if record.key else ""
+                out.append(Message(self.topic, key, value, record.offset, tp.partition))
+        return out
+
+    async def commit(self, message: Message) -> None:
+        if self.group_id is None or self._consumer is None:
+            return
+        tp = TopicPartition(self.physical, message.partition)
+        try:
+            await self._consumer.commit({tp: message.offset + 1})
+        except (CommitFailedError, KafkaError) as exc:
+            # The partition moved to another member; it will see the message again and the
+            # processed-event table makes that harmless.
+            log.warning("commit of %s@%s failed: %s", tp, message.offset, exc)
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()  # leaves the group
+            self._consumer = None
