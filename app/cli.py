@@ -47,6 +47,83 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_api(args: argparse.Namespace) -> int:
+    """The HTTP API only (no engine): N uvicorn workers, each consuming the case-event topic
+    for its own live subscribers. Migrations run once here, before the workers start."""
+    import os
+
+    import uvicorn
+
+    settings = _settings()
+    settings.jwt_secret()
+    if settings.auto_migrate:
+        asyncio.run(_prepare(settings))
+    os.environ["GRIDFLOW_RUN_ENGINE"] = "false"
+    os.environ["GRIDFLOW_AUTO_MIGRATE"] = "false"
+    uvicorn.run(
+        "app.http.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+        proxy_headers=True,
+    )
+    return 0
+
+
+async def _prepare(settings: Settings) -> None:
+    from app.runtime import Runtime
+
+    runtime = Runtime(settings)
+    try:
+        await runtime.prepare_database()
+    finally:
+        await runtime.db.dispose()
+
+
+def cmd_dispatcher(_: argparse.Namespace) -> int:
+    """The engine without HTTP: intake consumer, outbox relay and SLA clock. SIGTERM finishes
+    the message in hand, commits it and leaves the consumer group."""
+    import signal
+
+    from app.runtime import Runtime
+
+    settings = _settings().model_copy(update={"run_engine": True})
+
+    async def run() -> int:
+        runtime = Runtime(settings)
+        await runtime.start(serve_feed=False)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        logging.getLogger("gridflow").info("dispatcher running (bus: %s)", settings.bus.kind)
+        print("gridflow dispatcher: running", flush=True)
+        await stop.wait()
+        print("gridflow dispatcher: stopping", flush=True)
+        await runtime.stop()
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_kafka_init(_: argparse.Namespace) -> int:
+    from app.core.kafka_bus import ensure_topics, physical
+    from app.core.topics import ALL
+
+    settings = _settings()
+    created = asyncio.run(ensure_topics(settings.kafka))
+    for name in (physical(settings.kafka, t) for t in ALL):
+        state = "created" if name in created else "exists"
+        print(
+            f"{name}\t{state}\tpartitions={settings.kafka.partitions}"
+            f"\treplication={settings.kafka.replication_factor}"
+        )
+    return 0
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     settings = _settings()
     token = issue_token(
@@ -173,6 +250,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(func=cmd_serve)
+
+    api = sub.add_parser("api", help="run the HTTP API only (production; engine elsewhere)")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--workers", type=int, default=1)
+    api.set_defaults(func=cmd_api)
+
+    sub.add_parser(
+        "dispatcher", help="run the engine: intake consumer, outbox relay, SLA clock"
+    ).set_defaults(func=cmd_dispatcher)
+
+    kafka = sub.add_parser("kafka", help="Apache Kafka").add_subparsers(
+        dest="action", required=True
+    )
+    kafka.add_parser(
+        "init",
+        help="create the topics (partitions and replication from "
+        "GRIDFLOW_KAFKA__PARTITIONS / __REPLICATION_FACTOR)",
+    ).set_defaults(func=cmd_kafka_init)
 
     token = sub.add_parser("token", help="bearer tokens").add_subparsers(
         dest="action", required=True

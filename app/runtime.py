@@ -69,6 +69,7 @@ class Runtime:
         """Migrate, seed categories (and the demo city into an empty database), load grids."""
         await self.db.upgrade()
         async with self.db.transaction() as session:
+            await self.db.lock_for_migration(session)
             await seed_categories(session)
             if self.settings.seed_demo_city and await seed_demo_city(
                 session, self.settings.data_dir, self.clock.now()

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import topics
-from app.core.bus import Bus, Consumer, Message
+from app.core.bus import Bus, Consumer, Message, start_consumer
 from app.core.db import Database
 from app.core.events import EventEnvelope, EventType, enqueue
 from app.core.models import ProcessedEvent
@@ -60,14 +60,15 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self._sweep_now = asyncio.Event()
         self._stopping = False
+        self.consuming = False
         self.healthy = False
         self.processed = 0
 
     async def start(self) -> None:
-        self._consumer = self.bus.consumer(topics.INTAKE, self.group_id)
-        await self._consumer.start()
+        """Start the consumer (retrying in the background while the bus is down) and the
+        sweeper, which needs only the database."""
         self._tasks = [
-            asyncio.create_task(self._consume(self._consumer), name="gridflow-dispatcher"),
+            asyncio.create_task(self._consume(), name="gridflow-dispatcher"),
             asyncio.create_task(self._sweep_loop(), name="gridflow-sla-clock"),
         ]
         self.healthy = True
@@ -156,7 +157,10 @@ class Engine:
                 ),
             )
 
-    async def _consume(self, consumer: Consumer) -> None:
+    async def _consume(self) -> None:
+        consumer = await start_consumer(self.bus, topics.INTAKE, self.group_id)
+        self._consumer = consumer
+        self.consuming = True
         while not self._stopping:
             try:
                 batch = await consumer.getmany(timeout_s=0.5)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -21,6 +22,8 @@ from sqlalchemy import func, select
 
 from app.core.db import Database
 from app.core.models import ConsumerOffset, OutboxMessage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,26 @@ class Bus(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+async def start_consumer(bus: Bus, topic: str, group_id: str | None) -> Consumer:
+    """Start a consumer, retrying with backoff until the bus answers (Kafka may be down)."""
+    failures = 0
+    while True:
+        consumer = bus.consumer(topic, group_id)
+        try:
+            await consumer.start()
+            return consumer
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failures += 1
+            log.warning(
+                "cannot start consumer of %s (%s: %s); retrying", topic, type(exc).__name__, exc
+            )
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
 
 
 class EmbeddedBus:

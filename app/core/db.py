@@ -94,6 +94,11 @@ class Database:
         async with self.engine.begin() as conn:
             await conn.run_sync(_upgrade, revision)
 
+    async def lock_for_migration(self, session: AsyncSession) -> None:
+        """Serialise schema and seed work across processes (PostgreSQL; SQLite has one writer)."""
+        if not self.is_sqlite:
+            await session.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+
     async def dispose(self) -> None:
         await self.engine.dispose()
 
@@ -104,7 +109,12 @@ def alembic_config() -> Config:
     return cfg
 
 
+MIGRATION_LOCK = 0x6D696772  # "migr": several processes starting at once migrate one at a time
+
+
 def _upgrade(connection: Connection, revision: str) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
     cfg = alembic_config()
     cfg.attributes["connection"] = connection
     command.upgrade(cfg, revision)

@@ -18,7 +18,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import topics
-from app.core.bus import Bus, Consumer
+from app.core.bus import Bus, Consumer, start_consumer
 from app.core.db import Database
 from app.core.events import EventEnvelope, EventType, envelope_of
 from app.core.models import CaseEvent
@@ -92,13 +92,15 @@ class FeedHub:
         self._worker_waiters: dict[str, set[asyncio.Event]] = {}
         self._consumer: Consumer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
         self.running = False
 
     async def start(self) -> None:
-        self._consumer = self._bus.consumer(topics.CASE_EVENTS, None)
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run(self._consumer), name="gridflow-feed")
-        self.running = True
+        """Start consuming in the background; wait briefly for the first connection so that
+        live subscribers see everything from now on (the bus may be down: then it retries)."""
+        self._task = asyncio.create_task(self._run(), name="gridflow-feed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), timeout=5)
 
     async def stop(self) -> None:
         self.running = False
@@ -109,7 +111,11 @@ class FeedHub:
         if self._consumer is not None:
             await self._consumer.stop()
 
-    async def _run(self, consumer: Consumer) -> None:
+    async def _run(self) -> None:
+        consumer = await start_consumer(self._bus, topics.CASE_EVENTS, None)
+        self._consumer = consumer
+        self.running = True
+        self._connected.set()
         while True:
             try:
                 for message in await consumer.getmany(timeout_s=1.0):

@@ -17,20 +17,28 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Ready to serve: database reachable, grids loaded, feed and engine running",
+    summary="Ready to take reports: database reachable and grids loaded",
+    description="`checks` must all hold for 200. `components` tells the state of the parts "
+    "that may lag without stopping intake: the live feed's and the dispatcher's connection to "
+    "the bus, and the outbox relay (Kafka); null where this process does not run that part.",
     responses={503: {"description": "Not ready; `checks` says what is missing"}},
 )
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     checks = {
         "database": await runtime.db.ping(),
         "grids": runtime.grids.index is not None,
+    }
+    components: dict[str, bool | None] = {
         "feed": runtime.hub.running,
-        "engine": runtime.engine.healthy if runtime.engine is not None else True,
+        "dispatcher": runtime.engine.consuming if runtime.engine is not None else None,
+        "relay": runtime.relay.connected if runtime.relay is not None else None,
     }
     ok = all(checks.values())
     body = {
         "status": "ready" if ok else "not_ready",
         "checks": checks,
+        "components": components,
+        "bus": runtime.settings.bus.kind,
         "grid_set_version": runtime.grids.index.version if runtime.grids.index else None,
     }
     return JSONResponse(body, status_code=200 if ok else 503)
