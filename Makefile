@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck layers unit unit-sqlite unit-postgres demo clean
+.PHONY: run test lint typecheck layers unit unit-embedded unit-services demo clean
 
 run: $(STAMP)
 	$(BIN)/gridflow serve
@@ -23,14 +23,16 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
-unit: unit-sqlite unit-postgres
+unit: unit-embedded unit-services
 
-unit-sqlite: $(STAMP)
-	$(BIN)/pytest
+# The suite on the embedded default: SQLite and the in-process bus.
+unit-embedded: $(STAMP)
+	$(BIN)/pytest --ignore=tests/faults
 
-# The same suite on a throwaway PostgreSQL (installed from Debian's packages if missing).
-unit-postgres: $(STAMP)
-	deploy/local/with-postgres.sh $(BIN)/pytest
+# The same suite, plus the fault tests, on a throwaway PostgreSQL (Debian's package, installed
+# if missing) and a single-node Kafka (jars resolved by Maven, cached).
+unit-services: $(STAMP)
+	deploy/local/with-services.sh $(BIN)/pytest
 
 demo: $(STAMP)
 	$(BIN)/gridflow demo

@@ -104,6 +104,8 @@ def cmd_dispatcher(_: argparse.Namespace) -> int:
         await stop.wait()
         print("gridflow dispatcher: stopping", flush=True)
         await runtime.stop()
+        processed = runtime.engine.processed if runtime.engine else 0
+        print(f"gridflow dispatcher: stopped after {processed} messages", flush=True)
         return 0
 
     return asyncio.run(run())

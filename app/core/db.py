@@ -44,7 +44,10 @@ class Database:
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30}
         else:
+            # Fail fast when the server is away: callers answer 503 rather than hang.
             kwargs["pool_size"] = pool_size
+            kwargs["pool_timeout"] = 10
+            kwargs["connect_args"] = {"timeout": 5, "command_timeout": 30}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)

@@ -4,6 +4,8 @@
 #   deploy/local/postgres.sh start   install PostgreSQL if missing (Debian packages, needs root),
 #                                    create a cluster under $GRIDFLOW_PG_DIR, start it, print URL
 #   deploy/local/postgres.sh stop    stop it and delete the cluster
+#   deploy/local/postgres.sh halt    stop the server, keep the cluster (fault tests)
+#   deploy/local/postgres.sh resume  start it again
 #   deploy/local/postgres.sh url     print the admin URL
 #
 # Settings: GRIDFLOW_PG_PORT (default 55432), GRIDFLOW_PG_DIR (default /tmp/gridflow-pg).
@@ -74,9 +76,20 @@ stop() {
   rm -rf "$DIR"
 }
 
+halt() {
+  as_owner "$(pg_bin)/pg_ctl" -D "$DIR/data" -m fast -w stop >/dev/null
+}
+
+resume() {
+  as_owner "$(pg_bin)/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 start >/dev/null
+  echo "$URL"
+}
+
 case "${1:-}" in
   start) start ;;
+  halt) halt ;;
+  resume) resume ;;
   stop) stop ;;
   url) echo "$URL" ;;
-  *) echo "usage: $0 start|stop|url" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|halt|resume|url" >&2; exit 2 ;;
 esac
