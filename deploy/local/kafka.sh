@@ -69,7 +69,7 @@ CONF
 launch() {
   # A fresh log each time: readiness is read from it.
   [ -f "$DIR/broker.log" ] && mv "$DIR/broker.log" "$DIR/broker.log.1"
-  nohup java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
+  setsid nohup java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
     -Dgridflow.kafka.log="$DIR/broker.log" -cp "$LIB/*" kafka.Kafka "$DIR/server.properties" \
     >"$DIR/stdout.log" 2>&1 &
