@@ -67,6 +67,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level="info",
+        access_log=args.access_log,
         timeout_graceful_shutdown=10,
         proxy_headers=True,
     )
@@ -257,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--workers", type=int, default=1)
+    api.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log every request (off by default: a proxy usually does)",
+    )
     api.set_defaults(func=cmd_api)
 
     sub.add_parser(

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass, field
 
 from app.core.bus import Bus, EmbeddedBus
+from app.core.categories import CategoryCache
 from app.core.clock import Clock, SystemClock
 from app.core.db import Database
 from app.core.feed import FeedHub
@@ -48,6 +49,7 @@ class Runtime:
             else None
         )
         self.grids = LiveGrids()
+        self.categories = CategoryCache()
         self.photos = PhotoStore(s.photo_dir)
         self.ctx = DispatchContext(clock=self.clock, grids=self.grids, sla=s.sla)
         self.hub = FeedHub(self.bus, self.db)
@@ -80,6 +82,7 @@ class Runtime:
     async def reload_grids(self) -> None:
         async with self.db.reader() as session:
             self.grids.index = await load_active_index(session)
+            await self.categories.load(session)
 
     async def start(self, *, serve_feed: bool = True) -> None:
         """Start every part this process runs. The database must be reachable; Kafka need not

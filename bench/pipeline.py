@@ -63,23 +63,47 @@ async def wait_http(url: str, timeout: float = 60) -> None:
 def run_wrk(port: int, token: str, seconds: float, connections: int) -> dict[str, float]:
     env = {**os.environ, "BENCH_TOKEN": token}
     out = subprocess.run(
-        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds:.0f}s", "--latency",
-         "-s", str(REPO / "bench" / "report.lua"), f"http://127.0.0.1:{port}/v1/reports"],
-        env=env, capture_output=True, text=True, timeout=seconds + 60, check=True,
+        [
+            "wrk",
+            "-t",
+            "1",
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds:.0f}s",
+            "--latency",
+            "-s",
+            str(REPO / "bench" / "report.lua"),
+            f"http://127.0.0.1:{port}/v1/reports",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    return {"rps": rps, "requests": done, "non_2xx": int(bad.group(1)) if bad else 0,
-            "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")}
+    return {
+        "rps": rps,
+        "requests": done,
+        "non_2xx": int(bad.group(1)) if bad else 0,
+        "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan"),
+    }
 
 
 def token_for(env: dict[str, str], role: str, subject: str) -> str:
-    return subprocess.run([PY, "-m", "app.cli", "token", "issue", "--role", role, "--subject",
-                           subject], env=env, capture_output=True, text=True, check=True,
-                          cwd=REPO).stdout.strip()
+    return subprocess.run(
+        [PY, "-m", "app.cli", "token", "issue", "--role", role, "--subject", subject],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    ).stdout.strip()
 
 
 async def open_loop(port: int, token: str, rate: float, count: int) -> list[str]:
@@ -89,13 +113,19 @@ async def open_loop(port: int, token: str, rate: float, count: int) -> list[str]
     rng = random.Random(7)
     ids: list[str] = []
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits,
-                                 timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30
+    ) as client:
         headers = {"Authorization": f"Bearer {token}"}
 
         async def one() -> None:
-            body = {"category": "garbage_overflow", "location": {
-                "lat": 30.231 + rng.random() * 0.068, "lon": 120.141 + rng.random() * 0.078}}
+            body = {
+                "category": "garbage_overflow",
+                "location": {
+                    "lat": 30.231 + rng.random() * 0.068,
+                    "lon": 120.141 + rng.random() * 0.078,
+                },
+            }
             r = await client.post("/v1/reports", json=body, headers=headers)
             if r.status_code == 201:
                 ids.append(r.json()["id"])
@@ -119,7 +149,9 @@ async def offer_latencies(dsn: str, ids: list[str], timeout: float = 180) -> lis
             rows = await conn.fetch(
                 """SELECT r.id, extract(epoch FROM min(t.offered_at) - r.created_at) AS s
                    FROM reports r JOIN tasks t ON t.case_id = r.case_id
-                   WHERE r.id = ANY($1::text[]) GROUP BY r.id, r.created_at""", ids)
+                   WHERE r.id = ANY($1::text[]) GROUP BY r.id, r.created_at""",
+                ids,
+            )
             if len(rows) == len(ids):
                 return [float(r["s"]) * 1000 for r in rows]
             await asyncio.sleep(0.5)
@@ -151,10 +183,16 @@ async def kafka_round_trip(bootstrap: str, rate: float, count: int) -> list[floa
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     await admin.create_topics([NewTopic(topic, 3, 1)])
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
-                                acks="all", linger_ms=2)
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=topic,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=2
+    )
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=topic,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await producer.start()
     await consumer.start()
     samples: list[float] = []
@@ -182,10 +220,15 @@ async def kafka_round_trip(bootstrap: str, rate: float, count: int) -> list[floa
 
 
 async def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--load-seconds", type=float, default=20.0,
-                        help="wrk run length for each of baseline and gridflow")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--load-seconds",
+        type=float,
+        default=20.0,
+        help="wrk run length for each of baseline and gridflow",
+    )
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=15.0, help="latency phase length")
     parser.add_argument("--connections", type=int, default=32)
@@ -204,23 +247,43 @@ async def main() -> int:
     db_url = pg_admin.rsplit("/", 1)[0] + "/" + name
     dsn = db_url.replace("+asyncpg", "")
     data_dir = Path(f"/tmp/{name}")
-    env = {**os.environ, "GRIDFLOW_DATA_DIR": str(data_dir), "GRIDFLOW_DB__URL": db_url,
-           "GRIDFLOW_BUS__KIND": "kafka", "GRIDFLOW_KAFKA__BOOTSTRAP_SERVERS": kafka,
-           "GRIDFLOW_KAFKA__TOPIC_PREFIX": f"{name}.", "GRIDFLOW_ENV": "development"}
+    env = {
+        **os.environ,
+        "GRIDFLOW_DATA_DIR": str(data_dir),
+        "GRIDFLOW_DB__URL": db_url,
+        "GRIDFLOW_BUS__KIND": "kafka",
+        "GRIDFLOW_KAFKA__BOOTSTRAP_SERVERS": kafka,
+        "GRIDFLOW_KAFKA__TOPIC_PREFIX": f"{name}.",
+        "GRIDFLOW_ENV": "development",
+    }
     procs: list[subprocess.Popen[bytes]] = []
     result: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-                   f"{platform.python_version()}",
-        "load_seconds": args.load_seconds, "connections": args.connections,
+        f"{platform.python_version()}",
+        "load_seconds": args.load_seconds,
+        "connections": args.connections,
         "workers": args.workers,
     }
     try:
         token = token_for(env, "resident", "bench")
         # 1a. the baseline
-        bare = subprocess.Popen([PY, "-m", "uvicorn", "bench.bare_app:app", "--port", "8301",
-                                 "--workers", str(args.workers), "--log-level", "warning"],
-                                cwd=REPO, env=env)
+        bare = subprocess.Popen(
+            [
+                PY,
+                "-m",
+                "uvicorn",
+                "bench.bare_app:app",
+                "--port",
+                "8301",
+                "--workers",
+                str(args.workers),
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO,
+            env=env,
+        )
         procs.append(bare)
         await wait_http("http://127.0.0.1:8301/docs")
         run_wrk(8301, token, 3, args.connections)  # warm-up
@@ -228,15 +291,29 @@ async def main() -> int:
         bare.terminate()
         bare.wait(30)
         # 1b. gridflow: API (no engine) and one dispatcher, on PostgreSQL and Kafka
-        subprocess.run([PY, "-m", "app.cli", "kafka", "init"], env=env, cwd=REPO, check=True,
-                       capture_output=True)
-        api = subprocess.Popen([PY, "-m", "app.cli", "api", "--port", "8302", "--workers",
-                                str(args.workers)], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [PY, "-m", "app.cli", "kafka", "init"],
+            env=env,
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
+        api = subprocess.Popen(
+            [PY, "-m", "app.cli", "api", "--port", "8302", "--workers", str(args.workers)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         procs.append(api)
         await wait_http("http://127.0.0.1:8302/readyz", timeout=120)
-        disp = subprocess.Popen([PY, "-m", "app.cli", "dispatcher"], cwd=REPO, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        disp = subprocess.Popen(
+            [PY, "-m", "app.cli", "dispatcher"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         procs.append(disp)
         warm = run_wrk(8302, token, 3, args.connections)  # warm-up
         warm_count = warm["requests"] - warm["non_2xx"]
@@ -254,9 +331,14 @@ async def main() -> int:
         ids = await open_loop(8302, token, args.rate, count)
         achieved = len(ids) / (time.monotonic() - started)
         lat = await offer_latencies(dsn, ids)
-        result["latency"] = {"rate": args.rate, "achieved_rate": achieved, "reports": len(ids),
-                             "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99),
-                             "mean_ms": statistics.fmean(lat)}
+        result["latency"] = {
+            "rate": args.rate,
+            "achieved_rate": achieved,
+            "reports": len(ids),
+            "p50_ms": pct(lat, 50),
+            "p99_ms": pct(lat, 99),
+            "mean_ms": statistics.fmean(lat),
+        }
         # 4. Kafka's own round trip at the same rate
         rtt = await kafka_round_trip(kafka, args.rate, count)
         result["kafka_rtt"] = {"p50_ms": pct(rtt, 50), "p99_ms": pct(rtt, 99)}
@@ -276,20 +358,34 @@ async def main() -> int:
     b, g, lt, k = result["bare"], result["gridflow"], result["latency"], result["kafka_rtt"]
     rows = [
         ("bare FastAPI POST (baseline)", f"{b['rps']:.0f} req/s", f"p99 {b['p99_ms']:.1f} ms"),
-        ("gridflow POST /v1/reports (PG + outbox)", f"{g['rps']:.0f} reports/s",
-         f"p99 {g['p99_ms']:.1f} ms; non-2xx {g['non_2xx']}"),
+        (
+            "gridflow POST /v1/reports (PG + outbox)",
+            f"{g['rps']:.0f} reports/s",
+            f"p99 {g['p99_ms']:.1f} ms; non-2xx {g['non_2xx']}",
+        ),
         ("gridflow / baseline", f"{result['ratio'] * 100:.0f} %", "goal ≥ 30 %"),
-        ("dispatcher: backlog to offered", f"{accepted / result['drain_s']:.0f} reports/s",
-         f"{accepted} reports offered {result['drain_s']:.1f} s after the load ended"),
-        (f"intake→offered at {lt['rate']:.0f}/s", f"p50 {lt['p50_ms']:.1f} ms",
-         f"p99 {lt['p99_ms']:.1f} ms (goal < 250); achieved {lt['achieved_rate']:.0f}/s"),
-        (f"Kafka produce→consume at {lt['rate']:.0f}/s", f"p50 {k['p50_ms']:.1f} ms",
-         f"p99 {k['p99_ms']:.1f} ms"),
+        (
+            "dispatcher: backlog to offered",
+            f"{accepted / result['drain_s']:.0f} reports/s",
+            f"{accepted} reports offered {result['drain_s']:.1f} s after the load ended",
+        ),
+        (
+            f"intake→offered at {lt['rate']:.0f}/s",
+            f"p50 {lt['p50_ms']:.1f} ms",
+            f"p99 {lt['p99_ms']:.1f} ms (goal < 250); achieved {lt['achieved_rate']:.0f}/s",
+        ),
+        (
+            f"Kafka produce→consume at {lt['rate']:.0f}/s",
+            f"p50 {k['p50_ms']:.1f} ms",
+            f"p99 {k['p99_ms']:.1f} ms",
+        ),
     ]
     width = max(len(r[0]) for r in rows)
-    print(f"\n{result['date']}  {result['machine']}  workers={args.workers} "
-          f"connections={args.connections} load={args.load_seconds:.0f}s "
-          f"accepted={accepted}")
+    print(
+        f"\n{result['date']}  {result['machine']}  workers={args.workers} "
+        f"connections={args.connections} load={args.load_seconds:.0f}s "
+        f"accepted={accepted}"
+    )
     for label, value, note in rows:
         print(f"{label:<{width}}  {value:>16}  {note}")
     out = REPO / "bench" / "results"

@@ -40,7 +40,9 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         # The embedded bus reads the outbox by id, which is only safe if ids commit in order.
         self.serialize_writes = serialize_writes or self.is_sqlite
-        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
+        # No pre-ping: it costs a round trip per request. A connection found dead raises a
+        # disconnect error, which invalidates the whole pool (503 for that request only).
+        kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30}
         else:

@@ -60,16 +60,19 @@ class ReportReceivedData(BaseModel):
     device_id: str | None = None
 
 
+def outbox_row(topic: str, key: str, envelope: EventEnvelope) -> dict[str, Any]:
+    """The column values of an outbox row carrying `envelope`."""
+    return {
+        "topic": topic,
+        "key": key,
+        "payload": envelope.model_dump(mode="json"),
+        "created_at": envelope.occurred_at,
+    }
+
+
 def enqueue(session: AsyncSession, topic: str, key: str, envelope: EventEnvelope) -> None:
     """Add an outbox row; it is published only if the surrounding transaction commits."""
-    session.add(
-        OutboxMessage(
-            topic=topic,
-            key=key,
-            payload=envelope.model_dump(mode="json"),
-            created_at=envelope.occurred_at,
-        )
-    )
+    session.add(OutboxMessage(**outbox_row(topic, key, envelope)))
 
 
 async def append_case_event(

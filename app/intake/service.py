@@ -12,17 +12,18 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import topics
 from app.core.case_queries import open_case_for_device
+from app.core.categories import CategoryCache
 from app.core.clock import Clock
 from app.core.errors import OutsideServiceArea, UnknownCategory
-from app.core.events import EventEnvelope, EventType, ReportReceivedData, enqueue
+from app.core.events import EventEnvelope, EventType, ReportReceivedData, enqueue, outbox_row
 from app.core.grids import LiveGrids
-from app.core.models import Category, Device, Photo, Report
+from app.core.models import Device, OutboxMessage, Photo, Report
 from app.core.photos import CheckedPhoto, PhotoStore
 from geo import CRS, Grid, GridIndex, to_wgs84
 
@@ -48,16 +49,17 @@ class GridRef:
 
 @dataclass(frozen=True)
 class Accepted:
-    report: Report
+    report_id: str
+    category: str
+    created_at: datetime
     grid: GridRef
     case_id: str | None = None
     created: bool = True
 
 
-async def _require_category(session: AsyncSession, code: str) -> None:
-    if await session.get(Category, code) is None:
-        known = sorted(await session.scalars(select(Category.code)))
-        raise UnknownCategory(f"unknown category {code!r}", known=known)
+async def _require_category(session: AsyncSession, categories: CategoryCache, code: str) -> None:
+    if not await categories.known(session, code):
+        raise UnknownCategory(f"unknown category {code!r}", known=sorted(categories.codes))
 
 
 def _locate(grids: LiveGrids, location: Location) -> tuple[float, float, Grid, GridIndex]:
@@ -74,20 +76,24 @@ def _locate(grids: LiveGrids, location: Location) -> tuple[float, float, Grid, G
     return lon, lat, grid, index
 
 
-def _received(report: Report, now: datetime) -> EventEnvelope:
+def _received(
+    report_id: str,
+    source: str,
+    reporter: str | None,
+    device_id: str | None,
+    category: str,
+    grid_code: str,
+    now: datetime,
+) -> EventEnvelope:
     data = ReportReceivedData(
-        report_id=report.id,
-        source=report.source,
-        category=report.category,
-        grid=report.grid_code,
-        device_id=report.device_id,
+        report_id=report_id, source=source, category=category, grid=grid_code, device_id=device_id
     )
     return EventEnvelope(
         type=EventType.REPORT_RECEIVED,
         occurred_at=now,
-        actor=f"{report.source}:{report.reporter_id or report.device_id}",
-        grid=report.grid_code,
-        category=report.category,
+        actor=f"{source}:{reporter or device_id}",
+        grid=grid_code,
+        category=category,
         data=data.model_dump(),
     )
 
@@ -95,6 +101,7 @@ def _received(report: Report, now: datetime) -> EventEnvelope:
 async def submit_report(
     session: AsyncSession,
     grids: LiveGrids,
+    categories: CategoryCache,
     clock: Clock,
     store: PhotoStore,
     *,
@@ -105,49 +112,60 @@ async def submit_report(
     address: str | None,
     photos: list[CheckedPhoto],
 ) -> Accepted:
-    await _require_category(session, category)
+    """The hot path of intake: plain INSERTs (no unit-of-work bookkeeping), one round trip
+    each, and nothing read from the database unless the category is not in the cache."""
+    await _require_category(session, categories, category)
     lon, lat, grid, index = _locate(grids, location)
     now = clock.now()
-    report = Report(
-        id=str(uuid.uuid4()),
-        source="resident",
-        reporter_id=resident_id,
-        category=category,
-        description=description,
-        address=address,
-        lon=lon,
-        lat=lat,
-        crs=location.crs.value,
-        lon_in=location.lon,
-        lat_in=location.lat,
-        grid_code=grid.code,
-        grid_set_version=index.version,
-        created_at=now,
+    report_id = str(uuid.uuid4())
+    await session.execute(
+        insert(Report).values(
+            id=report_id,
+            source="resident",
+            reporter_id=resident_id,
+            category=category,
+            description=description,
+            address=address,
+            lon=lon,
+            lat=lat,
+            crs=location.crs.value,
+            lon_in=location.lon,
+            lat_in=location.lat,
+            grid_code=grid.code,
+            grid_set_version=index.version,
+            created_at=now,
+        )
     )
-    session.add(report)
-    await session.flush()
     for photo in photos:
         await asyncio.to_thread(store.save, photo)
-        session.add(
-            Photo(
-                id=str(uuid.uuid4()),
-                report_id=report.id,
-                sha256=photo.sha256,
-                content_type=photo.content_type,
-                width=photo.width,
-                height=photo.height,
-                size_bytes=len(photo.data),
-                created_at=now,
-            )
+    if photos:
+        await session.execute(
+            insert(Photo),
+            [
+                {
+                    "id": str(uuid.uuid4()),
+                    "report_id": report_id,
+                    "sha256": photo.sha256,
+                    "content_type": photo.content_type,
+                    "width": photo.width,
+                    "height": photo.height,
+                    "size_bytes": len(photo.data),
+                    "created_at": now,
+                }
+                for photo in photos
+            ],
         )
-    enqueue(session, topics.INTAKE, grid.code, _received(report, now))
-    await session.flush()
-    return Accepted(report, GridRef.of(index, grid.code))
+    received = _received(report_id, "resident", resident_id, None, category, grid.code, now)
+    await session.execute(
+        insert(OutboxMessage).values(**outbox_row(topics.INTAKE, grid.code, received))
+    )
+    return Accepted(report_id, category, now, GridRef.of(index, grid.code))
 
 
 async def submit_alert(
     session: AsyncSession,
     grids: LiveGrids,
+    categories: CategoryCache,
     clock: Clock,
     *,
     device: Device,
@@ -163,7 +181,7 @@ async def submit_alert(
     )
     if existing is not None:
         return await _repeat(session, grids, existing)
-    await _require_category(session, category)
+    await _require_category(session, categories, category)
     lon, lat, grid, index = _locate(grids, location)
     now = clock.now()
     report = Report(
@@ -196,10 +214,13 @@ async def submit_alert(
         if existing is None:
             raise
         return await _repeat(session, grids, existing)
-    enqueue(session, topics.INTAKE, grid.code, _received(report, now))
+    received = _received(report.id, "sensor", None, device.id, category, grid.code, now)
+    enqueue(session, topics.INTAKE, grid.code, received)
     open_case = await open_case_for_device(session, device.id, category)
     await session.flush()
-    return Accepted(report, GridRef.of(index, grid.code), open_case.id if open_case else None)
+    return Accepted(
+        report.id, category, now, GridRef.of(index, grid.code), open_case.id if open_case else None
+    )
 
 
 async def _repeat(session: AsyncSession, grids: LiveGrids, report: Report) -> Accepted:
@@ -207,4 +228,5 @@ async def _repeat(session: AsyncSession, grids: LiveGrids, report: Report) -> Ac
     if case_id is None and report.device_id:
         open_case = await open_case_for_device(session, report.device_id, report.category)
         case_id = open_case.id if open_case else None
-    return Accepted(report, GridRef.of(grids.require(), report.grid_code), case_id, created=False)
+    grid = GridRef.of(grids.require(), report.grid_code)
+    return Accepted(report.id, report.category, report.created_at, grid, case_id, created=False)

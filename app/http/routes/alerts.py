@@ -46,6 +46,7 @@ async def create_alert(
     accepted = await submit_alert(
         session,
         runtime.grids,
+        runtime.categories,
         runtime.clock,
         device=device,
         external_id=body.external_id,
@@ -55,7 +56,7 @@ async def create_alert(
         confidence=body.confidence,
     )
     return AlertAccepted(
-        id=accepted.report.id,
+        id=accepted.report_id,
         grid=views.grid_read(runtime.grids.index, accepted.grid.code),
         case_id=accepted.case_id,
         duplicate=not accepted.created,

@@ -64,6 +64,7 @@ async def create_report(
     accepted = await submit_report(
         session,
         runtime.grids,
+        runtime.categories,
         runtime.clock,
         runtime.photos,
         resident_id=resident.subject,
@@ -74,12 +75,12 @@ async def create_report(
         photos=photos,
     )
     return ReportAccepted(
-        id=accepted.report.id,
+        id=accepted.report_id,
         status="received",
-        category=accepted.report.category,
+        category=accepted.category,
         grid=views.grid_read(runtime.grids.index, accepted.grid.code),
-        created_at=accepted.report.created_at,
-        links=views.report_links(accepted.report.id),
+        created_at=accepted.created_at,
+        links=views.report_links(accepted.report_id),
     )
 
 
