@@ -29,19 +29,19 @@ async def candidates(
     index = ctx.grids.index
     if index is not None:
         tiers.append(list(index.neighbours(case.grid_code)))
+    # Counted per candidate through the tasks.worker_id index, never over all tasks.
     load = (
-        select(Task.worker_id, func.count().label("n"))
-        .where(Task.status.in_([s.value for s in ACTIVE_TASK]))
-        .group_by(Task.worker_id)
-        .subquery()
+        select(func.count())
+        .select_from(Task)
+        .where(Task.worker_id == Worker.id, Task.status.in_([s.value for s in ACTIVE_TASK]))
+        .correlate(Worker)
+        .scalar_subquery()
     )
     for codes in tiers:
         if not codes:
             continue
         rows = await session.execute(
-            select(Worker, func.coalesce(load.c.n, 0))
-            .outerjoin(load, load.c.worker_id == Worker.id)
-            .where(Worker.on_duty.is_(True), Worker.grid_code.in_(codes))
+            select(Worker, load).where(Worker.on_duty.is_(True), Worker.grid_code.in_(codes))
         )
         order = {code: i for i, code in enumerate(codes)}
         found = [(n, order[w.grid_code], w.id, w) for w, n in rows if w.id not in exclude]

@@ -49,7 +49,9 @@ class Engine:
         sweep_interval_s: float = 1.0,
         max_attempts: int = 3,
         group_id: str = DISPATCHER_GROUP,
+        batch_size: int = 100,
     ) -> None:
+        self.batch_size = batch_size
         self.db = db
         self.bus = bus
         self.ctx = ctx
@@ -101,21 +103,53 @@ class Engine:
 
     async def process(self, message: Message) -> bool:
         """Apply one message in one transaction. False if it had been applied before."""
-        envelope = EventEnvelope.model_validate(message.value)
         async with self.db.transaction() as session:
-            if await session.get(ProcessedEvent, (self.group_id, envelope.event_id)):
-                return False
-            session.add(
-                ProcessedEvent(
-                    group_id=self.group_id,
-                    event_id=envelope.event_id,
-                    processed_at=self.ctx.clock.now(),
-                )
+            return await self._apply(session, message)
+
+    async def process_batch(self, messages: list[Message]) -> int:
+        """Apply a fetched batch in one transaction: one commit for many messages, and the
+        categories and policies they share loaded once. Each message is still recorded by its
+        event id. Any failure rolls back the whole batch; the caller then goes one by one."""
+        async with self.db.transaction() as session:
+            applied = 0
+            for message in messages:
+                applied += await self._apply(session, message)
+            return applied
+
+    async def _apply(self, session: AsyncSession, message: Message) -> bool:
+        envelope = EventEnvelope.model_validate(message.value)
+        if await session.get(ProcessedEvent, (self.group_id, envelope.event_id)):
+            return False
+        session.add(
+            ProcessedEvent(
+                group_id=self.group_id,
+                event_id=envelope.event_id,
+                processed_at=self.ctx.clock.now(),
             )
-            handler = HANDLERS.get(envelope.type)
-            if handler is not None:
-                await handler(session, self.ctx, envelope)
-            return True
+        )
+        handler = HANDLERS.get(envelope.type)
+        if handler is not None:
+            await handler(session, self.ctx, envelope)
+        return True
+
+    async def _handle_batch(self, batch: list[Message]) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self.process_batch(batch)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if _transient(exc):
+                    log.warning("database unavailable while dispatching; retrying: %s", exc)
+                    await asyncio.sleep(min(5.0, 0.2 * attempt))
+                    continue
+                log.warning("a batch of %d failed (%s); applying one by one", len(batch), exc)
+                for message in batch:
+                    await self._handle(message)
+                return
 
     async def _handle(self, message: Message) -> None:
         attempt = 0
@@ -163,14 +197,20 @@ class Engine:
         self.consuming = True
         while not self._stopping:
             try:
-                batch = await consumer.getmany(timeout_s=0.5)
-                for message in batch:
-                    if self._stopping:
-                        break  # uncommitted: redelivered to whoever owns the partition next
-                    async with consumer.in_hand:
-                        await self._handle(message)
+                batch = await consumer.getmany(timeout_s=0.5, max_records=self.batch_size)
+                if not batch:
+                    continue
+                async with consumer.in_hand:
+                    if len(batch) == 1:
+                        await self._handle(batch[0])
+                    else:
+                        await self._handle_batch(batch)
+                    last: dict[int, Message] = {}
+                    for message in batch:
+                        last[message.partition] = message
+                    for message in last.values():
                         await consumer.commit(message)
-                    self.processed += 1
+                self.processed += len(batch)
             except asyncio.CancelledError:
                 raise
             except Exception:

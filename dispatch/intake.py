@@ -94,4 +94,4 @@ async def handle_report_received(
     )
     timers.arm(session, case_id=case.id, kind=TimerKind.ON_SITE, due_at=on_site_due, now=now)
     timers.arm(session, case_id=case.id, kind=TimerKind.CLOSE, due_at=close_due, now=now)
-    await offer_case(session, ctx, case, actor=ACTOR)
+    await offer_case(session, ctx, case, actor=ACTOR, fresh_start=True)  # nobody refused yet
