@@ -28,6 +28,14 @@ from sqlalchemy.ext.asyncio import (
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+OUTBOX_CHANNEL = "gridflow_outbox"
+OUTBOX_WRITTEN = "gridflow.outbox_written"  # session.info flag: this transaction wrote outbox rows
+
+
+def mark_outbox_written(session: AsyncSession) -> None:
+    session.info[OUTBOX_WRITTEN] = True
+
+
 class DatabaseUnavailable(Exception):
     """The database cannot be reached; callers answer 503, never 500."""
 
@@ -72,6 +80,9 @@ class Database:
         else:
             async with self.sessions() as session:
                 yield session
+                if session.info.get(OUTBOX_WRITTEN):
+                    # Delivered at commit to every listening relay, in any process.
+                    await session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
                 await session.commit()
         for listener in self._after_commit:
             listener()

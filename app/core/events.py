@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import topics
+from app.core.db import mark_outbox_written
 from app.core.models import Case, CaseEvent, OutboxMessage
 
 
@@ -73,6 +74,7 @@ def outbox_row(topic: str, key: str, envelope: EventEnvelope) -> dict[str, Any]:
 def enqueue(session: AsyncSession, topic: str, key: str, envelope: EventEnvelope) -> None:
     """Add an outbox row; it is published only if the surrounding transaction commits."""
     session.add(OutboxMessage(**outbox_row(topic, key, envelope)))
+    mark_outbox_written(session)
 
 
 async def append_case_event(

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select, update
 
-from app.core.db import Database
+from app.core.db import OUTBOX_CHANNEL, Database
 from app.core.kafka_bus import physical
 from app.core.models import OutboxMessage
 from app.core.settings import KafkaSettings
@@ -36,19 +36,47 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
         self.published = 0
         self.connected = False
         db.on_commit(self._wake.set)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="gridflow-relay")
+        if not self.db.is_sqlite:
+            self._listener = asyncio.create_task(self._listen(), name="gridflow-relay-listen")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._listener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._close_producer()
+
+    async def _listen(self) -> None:
+        """LISTEN for commits of outbox rows in other processes (the API's intake), so rows
+        are published at once instead of at the next poll. The poll stays as a fallback."""
+        import asyncpg
+
+        dsn = self.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while True:
+            conn = None
+            try:
+                conn = await asyncpg.connect(dsn, timeout=5)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda *_, ev=lost: ev.set())
+                await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
+                await lost.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("outbox relay: LISTEN unavailable (%s); polling meanwhile", exc)
+                await asyncio.sleep(2)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
 
     async def _producer_ready(self) -> AIOKafkaProducer:
         if self._producer is None:

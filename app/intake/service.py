@@ -11,8 +11,9 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,12 +21,18 @@ from app.core import topics
 from app.core.case_queries import open_case_for_device
 from app.core.categories import CategoryCache
 from app.core.clock import Clock
+from app.core.db import mark_outbox_written
 from app.core.errors import OutsideServiceArea, UnknownCategory
 from app.core.events import EventEnvelope, EventType, ReportReceivedData, enqueue, outbox_row
 from app.core.grids import LiveGrids
 from app.core.models import Device, OutboxMessage, Photo, Report
 from app.core.photos import CheckedPhoto, PhotoStore
 from geo import CRS, Grid, GridIndex, to_wgs84
+
+# Built once: plain Core INSERTs skip the unit of work and the per-call statement building.
+_INSERT_REPORT = insert(cast(Table, Report.__table__))
+_INSERT_PHOTO = insert(cast(Table, Photo.__table__))
+_INSERT_OUTBOX = insert(cast(Table, OutboxMessage.__table__))
 
 
 @dataclass(frozen=True)
@@ -119,28 +126,29 @@ async def submit_report(
     now = clock.now()
     report_id = str(uuid.uuid4())
     await session.execute(
-        insert(Report).values(
-            id=report_id,
-            source="resident",
-            reporter_id=resident_id,
-            category=category,
-            description=description,
-            address=address,
-            lon=lon,
-            lat=lat,
-            crs=location.crs.value,
-            lon_in=location.lon,
-            lat_in=location.lat,
-            grid_code=grid.code,
-            grid_set_version=index.version,
-            created_at=now,
-        )
+        _INSERT_REPORT,
+        {
+            "id": report_id,
+            "source": "resident",
+            "reporter_id": resident_id,
+            "category": category,
+            "description": description,
+            "address": address,
+            "lon": lon,
+            "lat": lat,
+            "crs": location.crs.value,
+            "lon_in": location.lon,
+            "lat_in": location.lat,
+            "grid_code": grid.code,
+            "grid_set_version": index.version,
+            "created_at": now,
+        },
     )
     for photo in photos:
         await asyncio.to_thread(store.save, photo)
     if photos:
         await session.execute(
-            insert(Photo),
+            _INSERT_PHOTO,
             [
                 {
                     "id": str(uuid.uuid4()),
@@ -156,9 +164,8 @@ async def submit_report(
             ],
         )
     received = _received(report_id, "resident", resident_id, None, category, grid.code, now)
-    await session.execute(
-        insert(OutboxMessage).values(**outbox_row(topics.INTAKE, grid.code, received))
-    )
+    await session.execute(_INSERT_OUTBOX, outbox_row(topics.INTAKE, grid.code, received))
+    mark_outbox_written(session)
     return Accepted(report_id, category, now, GridRef.of(index, grid.code))
 
 
