@@ -1,15 +1,15 @@
 """Pipeline benchmark (by hand, never in CI): resident reports over HTTP into PostgreSQL + Kafka.
 
-    deploy/local/with-services.sh .venv/bin/python bench/pipeline.py [--load-seconds 20]
+    deploy/local/with-services.sh .venv/bin/python bench/pipeline.py [--load-seconds 30]
 
-Measures, in one run on this machine:
-  1. a bare FastAPI POST endpoint's req/s (the baseline) and gridflow's accepted reports/s, each
-     under the same wrk load (Debian package `wrk`) on loopback for the same time (20 s: at
-     least 10,000 reports on this machine);
-  2. how long the dispatcher takes to turn the backlog into cases with offers;
-  3. intake→task-offered latency (task.offered_at − report.created_at, both written by the
-     servers) at a fixed offered rate, open loop;
-  4. Apache Kafka's own produce→consume round trip with aiokafka at the same rate.
+Measures, in one run on this machine (gridflow as `gridflow api` + one `gridflow dispatcher`):
+  1. a bare FastAPI POST endpoint's req/s: the baseline, under wrk (Debian package `wrk`);
+  2. intake→task-offered latency (task.offered_at − report.created_at, both written by the
+     servers) at fixed offered rates (50/s and 200/s), open loop, each on a settled pipeline;
+  3. gridflow's accepted reports/s under the same wrk load as the baseline, for the same time
+     (30 s: over 10,000 reports at the rates seen here), then how long the dispatcher takes to
+     turn that backlog into cases with offers;
+  4. Apache Kafka's own produce→consume round trip with aiokafka at 200/s.
 Prints a table and writes it as JSON next to this file (bench/results/). Every loop is bounded
 in count and time; all traffic goes to 127.0.0.1.
 """
@@ -160,14 +160,26 @@ async def offer_latencies(dsn: str, ids: list[str], timeout: float = 180) -> lis
         await conn.close()
 
 
-async def drain(dsn: str, expected: int, timeout: float = 600) -> float:
-    """Seconds until every report has a case with an offered task."""
+async def settle(dsn: str, timeout: float = 600) -> None:
+    """Wait until every outbox row is published: no earlier work queued ahead of a phase."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + timeout
+        while await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the outbox did not drain")
+            await asyncio.sleep(0.25)
+    finally:
+        await conn.close()
+
+
+async def drain(dsn: str, timeout: float = 600) -> float:
+    """Seconds until every stored report has its case (and so its first offer)."""
     conn = await asyncpg.connect(dsn)
     started = time.monotonic()
     try:
         while time.monotonic() - started < timeout:
-            n = await conn.fetchval("SELECT count(*) FROM reports WHERE case_id IS NOT NULL")
-            if n >= expected:
+            if not await conn.fetchval("SELECT count(*) FROM reports WHERE case_id IS NULL"):
                 return time.monotonic() - started
             await asyncio.sleep(0.25)
         raise RuntimeError("the dispatcher did not drain the backlog in time")
@@ -226,7 +238,7 @@ async def main() -> int:
     parser.add_argument(
         "--load-seconds",
         type=float,
-        default=20.0,
+        default=30.0,
         help="wrk run length for each of baseline and gridflow",
     )
     parser.add_argument("--rate", type=float, default=200.0)
@@ -321,19 +333,12 @@ async def main() -> int:
             stderr=subprocess.DEVNULL,
         )
         procs.append(disp)
-        warm = run_wrk(8302, token, 3, args.connections)  # warm-up
-        warm_count = warm["requests"] - warm["non_2xx"]
-        await drain(dsn, warm_count)
-        result["gridflow"] = run_wrk(8302, token, args.load_seconds, args.connections)
-        result["ratio"] = result["gridflow"]["rps"] / result["bare"]["rps"]
-        # 2. the dispatcher works off the backlog
-        accepted = result["gridflow"]["requests"] - result["gridflow"]["non_2xx"]
-        result["accepted"] = accepted
-        expected = warm_count + accepted
-        result["drain_s"] = await drain(dsn, expected)
-        # 3. intake → offered at fixed rates, each on an idle pipeline
+        run_wrk(8302, token, 3, args.connections)  # warm-up
+        await drain(dsn)
+        # 2. intake → offered at fixed rates, each on a settled pipeline
         result["latency"] = []
-        for rate in (args.rate, args.low_rate):
+        for rate in (args.low_rate, args.rate):
+            await settle(dsn)
             count = int(rate * args.seconds)
             started = time.monotonic()
             ids = await open_loop(8302, token, rate, count)
@@ -349,6 +354,13 @@ async def main() -> int:
                     "mean_ms": statistics.fmean(lat),
                 }
             )
+        # 3. throughput under wrk, then the dispatcher works off the backlog
+        await settle(dsn)
+        result["gridflow"] = run_wrk(8302, token, args.load_seconds, args.connections)
+        result["ratio"] = result["gridflow"]["rps"] / result["bare"]["rps"]
+        accepted = result["gridflow"]["requests"] - result["gridflow"]["non_2xx"]
+        result["accepted"] = accepted
+        result["drain_s"] = await drain(dsn)
         # 4. Kafka's own round trip at the same rate
         rtt = await kafka_round_trip(kafka, args.rate, int(args.rate * args.seconds))
         result["kafka_rtt"] = {"rate": args.rate, "p50_ms": pct(rtt, 50), "p99_ms": pct(rtt, 99)}
