@@ -27,7 +27,7 @@ unit: unit-embedded unit-services
 
 # The suite on the embedded default: SQLite and the in-process bus.
 unit-embedded: $(STAMP)
-	$(BIN)/pytest --ignore=tests/faults
+	$(BIN)/pytest --ignore=tests/faults --ignore=tests/services
 
 # The same suite, plus the fault tests, on a throwaway PostgreSQL (Debian's package, installed
 # if missing) and a single-node Kafka (jars resolved by Maven, cached).

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from shapely.geometry import mapping, shape
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.models import GridRow, GridSet
@@ -60,4 +60,25 @@ async def store_grid_set(
         for g in grids
     )
     await session.flush()
+    if await has_postgis_geometry(session):
+        await session.execute(
+            text(
+                "UPDATE grids SET geom = ST_SetSRID(ST_GeomFromGeoJSON(geometry::text), 4326) "
+                "WHERE grid_set_version = :version"
+            ),
+            {"version": version},
+        )
     return version
+
+
+async def has_postgis_geometry(session: AsyncSession) -> bool:
+    """Whether grids carry a PostGIS `geom` column (PostgreSQL with PostGIS, migration 0002)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    found = await session.scalar(
+        text(
+            "SELECT 1 FROM information_schema.columns "
+            "WHERE table_name = 'grids' AND column_name = 'geom'"
+        )
+    )
+    return found is not None

@@ -27,16 +27,26 @@ as_owner() {
 }
 
 install_if_missing() {
-  if [ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ]; then return; fi
-  if [ "$(id -u)" != 0 ]; then
-    echo "postgres.sh: PostgreSQL is not installed and this is not root; install the" \
-         "'postgresql' Debian package" >&2
-    exit 1
-  fi
-  echo "postgres.sh: installing PostgreSQL from Debian's packages" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq postgresql >/dev/null
+  if ! { [ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ]; }; then
+    if [ "$(id -u)" != 0 ]; then
+      echo "postgres.sh: PostgreSQL is not installed and this is not root; install the" \
+           "'postgresql' Debian package" >&2
+      exit 1
+    fi
+    echo "postgres.sh: installing PostgreSQL from Debian's packages" >&2
+    apt-get update -qq
+    apt-get install -y -qq postgresql >/dev/null
+  fi
+  # PostGIS is optional for gridflow; install it when we can (GRIDFLOW_PG_POSTGIS=0 to skip).
+  local major; major="$(basename "$(dirname "$(pg_bin)")")"
+  if [ "${GRIDFLOW_PG_POSTGIS:-1}" = 1 ] && [ "$(id -u)" = 0 ] \
+      && [ ! -f "/usr/share/postgresql/$major/extension/postgis.control" ]; then
+    echo "postgres.sh: installing PostGIS from Debian's packages" >&2
+    apt-get install -y -qq "postgresql-$major-postgis-3" >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get install -y -qq "postgresql-$major-postgis-3" >/dev/null; } \
+      || echo "postgres.sh: PostGIS could not be installed; continuing without it" >&2
+  fi
 }
 
 start() {
