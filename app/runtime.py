@@ -44,7 +44,7 @@ class Runtime:
             EmbeddedBus(self.db, s.bus.poll_interval_s) if embedded else KafkaBus(s.kafka)
         )
         self.relay: OutboxRelay | None = (
-            OutboxRelay(self.db, s.kafka, s.bus.poll_interval_s)
+            OutboxRelay(self.db, s.kafka, s.bus.poll_interval_s, self.clock)
             if not embedded and s.run_engine and s.run_relay
             else None
         )
@@ -61,6 +61,8 @@ class Runtime:
                 sweep_interval_s=s.sla.sweep_interval_s,
                 max_attempts=s.kafka.max_attempts,
                 group_id=s.kafka.dispatcher_group,
+                outbox_keep_s=s.bus.outbox_keep_s,
+                prune_interval_s=s.bus.outbox_prune_interval_s,
             )
             if s.run_engine
             else None

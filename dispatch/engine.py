@@ -17,10 +17,11 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import topics
-from app.core.bus import Bus, Consumer, Message, start_consumer
+from app.core.bus import Bus, Consumer, EmbeddedBus, Message, start_consumer
 from app.core.db import Database
 from app.core.events import EventEnvelope, EventType, enqueue
 from app.core.models import ProcessedEvent
+from app.core.outbox import prune_outbox
 from dispatch import sla
 from dispatch.context import DispatchContext
 from dispatch.intake import handle_report_received
@@ -50,8 +51,12 @@ class Engine:
         max_attempts: int = 3,
         group_id: str = DISPATCHER_GROUP,
         batch_size: int = 100,
+        outbox_keep_s: int = 24 * 3600,
+        prune_interval_s: float = 600,
     ) -> None:
         self.batch_size = batch_size
+        self.outbox_keep_s = outbox_keep_s
+        self.prune_interval_s = prune_interval_s
         self.db = db
         self.bus = bus
         self.ctx = ctx
@@ -217,10 +222,25 @@ class Engine:
                 log.exception("intake consumer error; continuing")
                 await asyncio.sleep(1.0)
 
+    async def prune_outbox(self) -> int:
+        return await prune_outbox(
+            self.db,
+            now=self.ctx.clock.now(),
+            keep_s=self.outbox_keep_s,
+            embedded=isinstance(self.bus, EmbeddedBus),
+        )
+
     async def _sweep_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_prune = loop.time() + self.prune_interval_s
         while True:
             try:
                 await self.sweep_once()
+                if loop.time() >= next_prune:
+                    next_prune = loop.time() + self.prune_interval_s
+                    pruned = await self.prune_outbox()
+                    if pruned:
+                        log.info("pruned %d outbox rows", pruned)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -253,7 +253,9 @@ class OutboxMessage(Base):
     """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_topic_id", "topic", "id"),)
+    # sqlite_autoincrement: ids are never reused, even after the newest rows are pruned; the
+    # embedded bus reads this table by id.
+    __table_args__ = (Index("ix_outbox_topic_id", "topic", "id"), {"sqlite_autoincrement": True})
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     topic: Mapped[str] = mapped_column(String(100))
     key: Mapped[str] = mapped_column(String(100))

@@ -14,11 +14,11 @@ import asyncio
 import contextlib
 import json
 import logging
-from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select, update
 
+from app.core.clock import Clock, SystemClock
 from app.core.db import OUTBOX_CHANNEL, Database
 from app.core.kafka_bus import physical
 from app.core.models import OutboxMessage
@@ -29,8 +29,15 @@ RELAY_LOCK = 0x67726964  # "grid": the advisory-lock key of the relay
 
 
 class OutboxRelay:
-    def __init__(self, db: Database, settings: KafkaSettings, poll_interval_s: float = 0.5):
+    def __init__(
+        self,
+        db: Database,
+        settings: KafkaSettings,
+        poll_interval_s: float = 0.5,
+        clock: Clock | None = None,
+    ):
         self.db = db
+        self.clock: Clock = clock or SystemClock()
         self.settings = settings
         self.poll_interval_s = poll_interval_s
         self._wake = asyncio.Event()
@@ -163,7 +170,7 @@ class OutboxRelay:
                 await session.execute(
                     update(OutboxMessage)
                     .where(OutboxMessage.id.in_(ids))
-                    .values(sent_at=datetime.now(UTC))
+                    .values(sent_at=self.clock.now())
                 )
         self.published += len(rows)
         return len(rows)

@@ -32,6 +32,15 @@ class BusSettings(BaseModel):
     poll_interval_s: float = Field(
         default=0.5, gt=0, description="Longest wait before the log or the outbox is re-read."
     )
+    outbox_keep_s: int = Field(
+        default=24 * 3600,
+        ge=60,
+        description="Outbox rows are deleted once done (published, or consumed by every group) "
+        "and at least this old.",
+    )
+    outbox_prune_interval_s: float = Field(
+        default=600, gt=0, description="How often the engine prunes the outbox."
+    )
 
 
 class KafkaSettings(BaseModel):
