@@ -29,11 +29,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 OUTBOX_CHANNEL = "gridflow_outbox"
+BEFORE_COMMIT = "gridflow.before_commit"  # session.info: async hooks run just before commit
 OUTBOX_WRITTEN = "gridflow.outbox_written"  # session.info flag: this transaction wrote outbox rows
 
 
 def mark_outbox_written(session: AsyncSession) -> None:
     session.info[OUTBOX_WRITTEN] = True
+
+
+async def _before_commit(session: AsyncSession) -> None:
+    for hook in session.info.pop(BEFORE_COMMIT, []):
+        await hook(session)
 
 
 class DatabaseUnavailable(Exception):
@@ -76,10 +82,12 @@ class Database:
                 if self.is_sqlite:
                     await session.connection(execution_options={"sqlite_immediate": True})
                 yield session
+                await _before_commit(session)
                 await session.commit()
         else:
             async with self.sessions() as session:
                 yield session
+                await _before_commit(session)
                 if session.info.get(OUTBOX_WRITTEN):
                     # Delivered at commit to every listening relay, in any process.
                     await session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))

@@ -16,8 +16,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import topics
-from app.core.db import mark_outbox_written
+from app.core.db import BEFORE_COMMIT, mark_outbox_written
 from app.core.models import Case, CaseEvent, OutboxMessage
+
+PENDING_EVENTS = "gridflow.pending_case_events"  # session.info: events awaiting their outbox rows
 
 
 class EventType(StrEnum):
@@ -102,9 +104,27 @@ async def append_case_event(
         data=data or {},
     )
     session.add(row)
-    await session.flush()
-    enqueue(session, topics.CASE_EVENTS, case.id, envelope_of(row))
+    pending: list[CaseEvent] | None = session.info.get(PENDING_EVENTS)
+    if pending is None:
+        pending = session.info[PENDING_EVENTS] = []
+        session.info.setdefault(BEFORE_COMMIT, []).append(write_pending_outbox)
+    pending.append(row)
+    mark_outbox_written(session)
     return row
+
+
+async def write_pending_outbox(session: AsyncSession) -> None:
+    """Run by the unit of work before it commits: one flush gives every case event of the
+    transaction its id (the feed cursor), then their outbox rows are added in one go, instead
+    of a flush per event."""
+    pending: list[CaseEvent] = session.info.pop(PENDING_EVENTS, [])
+    if not pending:
+        return
+    await session.flush()
+    session.add_all(
+        OutboxMessage(**outbox_row(topics.CASE_EVENTS, row.case_id, envelope_of(row)))
+        for row in pending
+    )
 
 
 def envelope_of(row: CaseEvent) -> EventEnvelope:
