@@ -137,45 +137,47 @@ class Engine:
             await handler(session, self.ctx, envelope)
         return True
 
-    async def _handle_batch(self, batch: list[Message]) -> None:
-        attempt = 0
+    async def _until_db_answers(self, action: Callable[[], Awaitable[object]]) -> Exception | None:
+        """Run `action`, retrying for as long as the database is unreachable: a message is never
+        dropped for that. Returns the first other error, or None when it succeeded."""
+        waits = 0
         while True:
-            attempt += 1
             try:
-                await self.process_batch(batch)
-                return
+                await action()
+                return None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if _transient(exc):
-                    log.warning("database unavailable while dispatching; retrying: %s", exc)
-                    await asyncio.sleep(min(5.0, 0.2 * attempt))
-                    continue
-                log.warning("a batch of %d failed (%s); applying one by one", len(batch), exc)
-                for message in batch:
-                    await self._handle(message)
-                return
+                if not _transient(exc):
+                    return exc
+                waits += 1
+                log.warning("database unavailable while dispatching; retrying: %s", exc)
+                await asyncio.sleep(min(5.0, 0.2 * waits))
+
+    async def _handle_batch(self, batch: list[Message]) -> None:
+        error = await self._until_db_answers(lambda: self.process_batch(batch))
+        if error is not None:
+            log.warning("a batch of %d failed (%s); applying one by one", len(batch), error)
+            for message in batch:
+                await self._handle(message)
 
     async def _handle(self, message: Message) -> None:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await self.process(message)
+        """Apply one message; after `max_attempts` failures, dead-letter it and move on."""
+        error: Exception | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            error = await self._until_db_answers(lambda: self.process(message))
+            if error is None:
                 return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if _transient(exc):
-                    # The database is away: keep the message, wait, try again; never drop it.
-                    log.warning("database unavailable while dispatching; retrying: %s", exc)
-                    await asyncio.sleep(min(5.0, 0.2 * attempt))
-                    continue
-                log.exception("dispatching message %s failed (attempt %d)", message.offset, attempt)
-                if attempt >= self.max_attempts:
-                    await self._dead_letter(message, exc)
-                    return
+            log.error(
+                "dispatching message %s failed (attempt %d)",
+                message.offset,
+                attempt,
+                exc_info=error,
+            )
+            if attempt < self.max_attempts:
                 await asyncio.sleep(0.05 * attempt)
+        assert error is not None
+        await self._dead_letter(message, error)
 
     async def _dead_letter(self, message: Message, exc: Exception) -> None:
         envelope = EventEnvelope.model_validate(message.value)
