@@ -67,7 +67,6 @@ class Runtime:
             if s.run_engine
             else None
         )
-        self.started = False
 
     async def prepare_database(self) -> None:
         """Migrate, seed categories (and the demo city into an empty database), load grids."""
@@ -103,10 +102,8 @@ class Runtime:
             await self.hub.start()
         if self.engine is not None:
             await self.engine.start()
-        self.started = True
 
     async def stop(self) -> None:
-        self.started = False
         if self.engine is not None:
             await self.engine.stop()
         if self.relay is not None:

@@ -65,10 +65,8 @@ class Engine:
         self.group_id = group_id
         self._consumer: Consumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._sweep_now = asyncio.Event()
         self._stopping = False
         self.consuming = False
-        self.healthy = False
         self.processed = 0
 
     async def start(self) -> None:
@@ -78,11 +76,9 @@ class Engine:
             asyncio.create_task(self._consume(), name="gridflow-dispatcher"),
             asyncio.create_task(self._sweep_loop(), name="gridflow-sla-clock"),
         ]
-        self.healthy = True
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """Finish the message in hand and commit it, then leave the group."""
-        self.healthy = False
         self._stopping = True
         consume = self._tasks[0] if self._tasks else None
         for task in self._tasks[1:]:
@@ -98,10 +94,6 @@ class Engine:
         self._tasks = []
         if self._consumer is not None:
             await self._consumer.stop()
-
-    def poke_sweeper(self) -> None:
-        """Sweep now instead of at the next tick (after the clock was moved, say)."""
-        self._sweep_now.set()
 
     async def sweep_once(self) -> int:
         return await sla.sweep(self.db, self.ctx)
@@ -247,6 +239,4 @@ class Engine:
                 raise
             except Exception:
                 log.exception("SLA sweep failed; will retry")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sweep_now.wait(), timeout=self.sweep_interval_s)
-            self._sweep_now.clear()
+            await asyncio.sleep(self.sweep_interval_s)

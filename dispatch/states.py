@@ -45,4 +45,3 @@ class TimerState(StrEnum):
 
 
 ACTIVE_TASK = (TaskStatus.OFFERED, TaskStatus.ACCEPTED, TaskStatus.ON_SITE)
-SLA_CLOCKS = (TimerKind.ON_SITE, TimerKind.CLOSE)

@@ -27,6 +27,3 @@ class ManualClock:
     def advance(self, delta: timedelta | float) -> datetime:
         self._now += delta if isinstance(delta, timedelta) else timedelta(seconds=delta)
         return self._now
-
-    def set(self, when: datetime) -> None:
-        self._now = when

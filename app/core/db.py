@@ -42,10 +42,6 @@ async def _before_commit(session: AsyncSession) -> None:
         await hook(session)
 
 
-class DatabaseUnavailable(Exception):
-    """The database cannot be reached; callers answer 503, never 500."""
-
-
 class Database:
     def __init__(
         self, url: str, *, echo: bool = False, pool_size: int = 10, serialize_writes: bool = False

@@ -23,10 +23,6 @@ class BadRequest(AppError):
     status, code = 400, "bad_request"
 
 
-class MalformedJson(AppError):
-    status, code = 400, "malformed_json"
-
-
 class Unauthorized(AppError):
     status, code = 401, "unauthorized"
 

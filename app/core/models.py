@@ -1,4 +1,4 @@
-"""ORM models. Every *_at column is timezone-aware UTC; relationships raise on lazy load."""
+"""ORM models. Every *_at column is timezone-aware UTC. No ORM relationships: queries load what they need."""
 
 from __future__ import annotations
 
@@ -279,7 +279,3 @@ class ProcessedEvent(Base):
     group_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     processed_at: Mapped[datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -44,7 +44,6 @@ class OutboxRelay:
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
-        self.published = 0
         self.connected = False
         db.on_commit(self._wake.set)
 
@@ -172,5 +171,4 @@ class OutboxRelay:
                     .where(OutboxMessage.id.in_(ids))
                     .values(sent_at=self.clock.now())
                 )
-        self.published += len(rows)
         return len(rows)

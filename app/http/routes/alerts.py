@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request
 
 from app.http import views
 from app.http.bodies import read_json
@@ -41,7 +41,6 @@ async def create_alert(
     body: Annotated[AlertCreate, Depends(alert_body)],
     session: UnitOfWork,
     runtime: RuntimeDep,
-    response: Response,
 ) -> AlertAccepted:
     accepted = await submit_alert(
         session,
