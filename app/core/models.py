@@ -1,4 +1,4 @@
-"""ORM models. Every *_at column is timezone-aware UTC. No ORM relationships: queries load what they need."""
+"""ORM models: every *_at column is aware UTC; no relationships, queries load what they need."""
 
 from __future__ import annotations
 
