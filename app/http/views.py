@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from datetime import datetime
+
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.models import Case, CaseEvent, Feedback, Photo, Report, SlaTimer, Task, Worker
+from app.core.models import (
+    Case,
+    CaseEvent,
+    Category,
+    Feedback,
+    Photo,
+    Report,
+    SlaPolicy,
+    SlaTimer,
+    Task,
+    Worker,
+)
 from app.http.schemas import (
     Assignee,
+    CasePage,
     CaseRead,
     CaseSummary,
+    CategoryRead,
     Deadlines,
     GridPathItem,
     GridRead,
@@ -225,3 +240,60 @@ async def case_view(session: AsyncSession, case: Case) -> CaseRead:
         ],
         timeline=await timeline(session, case.id, for_resident=False),
     )
+
+
+async def case_page(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    status: str | None,
+    grid: str | None,
+    category: str | None,
+    overdue: bool | None,
+    limit: int,
+    offset: int,
+) -> CasePage:
+    """Cases newest first. Overdue: not closed, with an on-site or close deadline passed."""
+    stmt = select(Case)
+    if status:
+        stmt = stmt.where(Case.status == status)
+    if grid:
+        stmt = stmt.where(Case.grid_code.startswith(grid, autoescape=True))
+    if category:
+        stmt = stmt.where(Case.category == category)
+    if overdue is not None:
+        late = exists().where(
+            SlaTimer.case_id == Case.id,
+            SlaTimer.kind.in_(("on_site", "close")),
+            SlaTimer.state.in_(("armed", "fired")),
+            SlaTimer.due_at <= now,
+        )
+        is_late = late & (Case.status != "closed")
+        stmt = stmt.where(is_late if overdue else ~is_late)
+    total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
+    rows = await session.scalars(
+        stmt.order_by(Case.created_at.desc(), Case.id).limit(limit).offset(offset)
+    )
+    return CasePage(
+        items=[case_summary(c) for c in rows], total=int(total or 0), limit=limit, offset=offset
+    )
+
+
+async def categories(session: AsyncSession) -> list[CategoryRead]:
+    rows = await session.execute(
+        select(Category, SlaPolicy)
+        .join(SlaPolicy, SlaPolicy.category_code == Category.code)
+        .order_by(Category.priority, Category.code)
+    )
+    return [
+        CategoryRead(
+            code=c.code,
+            name_zh=c.name_zh,
+            name_en=c.name_en,
+            priority=c.priority,
+            accept_s=p.accept_s,
+            on_site_s=p.on_site_s,
+            close_s=p.close_s,
+        )
+        for c, p in rows
+    ]

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import exists, func, select
 
 from app.core.errors import CaseNotFound
-from app.core.models import Case, SlaTimer
+from app.core.models import Case
 from app.http import views
 from app.http.deps import Operator, Reader, RuntimeDep
 from app.http.docs import errors
@@ -37,29 +36,13 @@ async def list_cases(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> CasePage:
-    stmt = select(Case)
-    if status:
-        stmt = stmt.where(Case.status == status)
-    if grid:
-        stmt = stmt.where(Case.grid_code.startswith(grid, autoescape=True))
-    if category:
-        stmt = stmt.where(Case.category == category)
-    if overdue is not None:
-        late = exists().where(
-            SlaTimer.case_id == Case.id,
-            SlaTimer.kind.in_(("on_site", "close")),
-            SlaTimer.state.in_(("armed", "fired")),
-            SlaTimer.due_at <= runtime.clock.now(),
-        )
-        is_late = late & (Case.status != "closed")
-        stmt = stmt.where(is_late if overdue else ~is_late)
-    total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
-    rows = await session.scalars(
-        stmt.order_by(Case.created_at.desc(), Case.id).limit(limit).offset(offset)
-    )
-    return CasePage(
-        items=[views.case_summary(c) for c in rows],
-        total=int(total or 0),
+    return await views.case_page(
+        session,
+        now=runtime.clock.now(),
+        status=status,
+        grid=grid,
+        category=category,
+        overdue=overdue,
         limit=limit,
         offset=offset,
     )

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 
 from app.core.errors import OutsideServiceArea, ServiceUnavailable
-from app.core.models import Category, SlaPolicy
 from app.http import views
 from app.http.deps import Reader, RuntimeDep
 from app.http.docs import errors
@@ -20,23 +18,7 @@ router = APIRouter(prefix="/v1", tags=["reference"])
 
 @router.get("/categories", summary="Report categories and their SLA goals (seconds)")
 async def list_categories(session: Reader) -> list[CategoryRead]:
-    rows = await session.execute(
-        select(Category, SlaPolicy)
-        .join(SlaPolicy, SlaPolicy.category_code == Category.code)
-        .order_by(Category.priority, Category.code)
-    )
-    return [
-        CategoryRead(
-            code=c.code,
-            name_zh=c.name_zh,
-            name_en=c.name_en,
-            priority=c.priority,
-            accept_s=p.accept_s,
-            on_site_s=p.on_site_s,
-            close_s=p.close_s,
-        )
-        for c, p in rows
-    ]
+    return await views.categories(session)
 
 
 @router.get("/grids", summary="The active grid set as GeoJSON", responses=errors())
