@@ -7,11 +7,13 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from app.core.auth import Role, hash_device_key, issue_token, new_device_key
+from app.core.db import Database
 from app.core.settings import Settings
 
 
@@ -142,58 +144,68 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _with_db(settings: Settings, action: str, **kw: object) -> int:
-    from sqlalchemy import select
-
-    from app.core.db import Database
-    from app.core.models import Device
-
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[Database]:
+    """The configured database, migrated to head, disposed of afterwards."""
     db = Database(settings.database_url)
     try:
         await db.upgrade()
-        if action == "device-create":
-            key = new_device_key()
-            async with db.transaction() as session:
-                device_id = str(kw["device_id"])
-                if await session.get(Device, device_id) is not None:
-                    print(f"gridflow: device {device_id!r} exists", file=sys.stderr)
-                    return 2
-                session.add(
-                    Device(
-                        id=device_id,
-                        name=str(kw["name"] or device_id),
-                        key_hash=hash_device_key(key),
-                        created_at=datetime.now(UTC),
-                    )
-                )
-            print(key)
-        elif action == "device-list":
-            async with db.reader() as session:
-                for d in await session.scalars(select(Device).order_by(Device.id)):
-                    state = "revoked" if d.revoked_at else "active"
-                    print(f"{d.id}\t{state}\t{d.name}")
-        return 0
+        yield db
     finally:
         await db.dispose()
 
 
 def cmd_db_upgrade(_: argparse.Namespace) -> int:
     settings = _settings()
-    asyncio.run(_with_db(settings, "upgrade"))
+
+    async def run() -> None:
+        async with _database(settings):
+            pass
+
+    asyncio.run(run())
     print(f"gridflow: database at head ({_redact(settings.database_url)})")
     return 0
 
 
 def cmd_device_create(args: argparse.Namespace) -> int:
-    return asyncio.run(_with_db(_settings(), "device-create", device_id=args.id, name=args.name))
+    from app.core.models import Device
+
+    async def run() -> int:
+        key = new_device_key()
+        async with _database(_settings()) as db, db.transaction() as session:
+            if await session.get(Device, args.id) is not None:
+                print(f"gridflow: device {args.id!r} exists", file=sys.stderr)
+                return 2
+            session.add(
+                Device(
+                    id=args.id,
+                    name=args.name or args.id,
+                    key_hash=hash_device_key(key),
+                    created_at=datetime.now(UTC),
+                )
+            )
+        print(key)
+        return 0
+
+    return asyncio.run(run())
 
 
 def cmd_device_list(_: argparse.Namespace) -> int:
-    return asyncio.run(_with_db(_settings(), "device-list"))
+    from sqlalchemy import select
+
+    from app.core.models import Device
+
+    async def run() -> None:
+        async with _database(_settings()) as db, db.reader() as session:
+            for d in await session.scalars(select(Device).order_by(Device.id)):
+                state = "revoked" if d.revoked_at else "active"
+                print(f"{d.id}\t{state}\t{d.name}")
+
+    asyncio.run(run())
+    return 0
 
 
 def cmd_grids_import(args: argparse.Namespace) -> int:
-    from app.core.db import Database
     from app.core.grids import store_grid_set
     from geo.grids import GridImportError, grids_from_geojson
 
@@ -211,15 +223,8 @@ def cmd_grids_import(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> int:
-        db = Database(_settings().database_url)
-        try:
-            await db.upgrade()
-            async with db.transaction() as session:
-                version = await store_grid_set(
-                    session, grids, source=path.name, now=datetime.now(UTC)
-                )
-        finally:
-            await db.dispose()
+        async with _database(_settings()) as db, db.transaction() as session:
+            version = await store_grid_set(session, grids, source=path.name, now=datetime.now(UTC))
         units = sum(1 for g in grids if g.level.value == "unit")
         print(
             f"gridflow: imported {len(grids)} grids ({units} unit grids) as version "
