@@ -206,29 +206,35 @@ def cmd_device_list(_: argparse.Namespace) -> int:
 
 
 def cmd_grids_import(args: argparse.Namespace) -> int:
-    from app.core.grids import store_grid_set
-    from geo.grids import GridImportError, grids_from_geojson
+    from app.core.grids import InvalidGridSet, import_grid_set, import_rules
 
     path = Path(args.file)
     try:
         collection = json.loads(path.read_text(encoding="utf-8"))
-        grids = grids_from_geojson(collection)
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         print(f"gridflow: cannot read {path}: {exc}", file=sys.stderr)
         return 2
-    except GridImportError as exc:
-        print(f"gridflow: {path} is not a usable grid set:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return 2
+    settings = _settings()
+    rules = import_rules(settings.geo, allow_gaps=args.allow_gaps)
 
     async def run() -> int:
-        async with _database(_settings()) as db, db.transaction() as session:
-            version = await store_grid_set(session, grids, source=path.name, now=datetime.now(UTC))
-        units = sum(1 for g in grids if g.level.value == "unit")
+        async with _database(settings) as db:
+            try:
+                done = await import_grid_set(
+                    db, None, collection, rules, source=path.name, now=datetime.now(UTC)
+                )
+            except InvalidGridSet as exc:
+                print(f"gridflow: {path}: {exc.detail}", file=sys.stderr)
+                for problem in exc.extra["problems"]:
+                    print(f"  - {problem['kind']}: {problem['message']}", file=sys.stderr)
+                return 2
+        for warning in done.report.warnings:
+            print(f"gridflow: warning: {warning.message}", file=sys.stderr)
+        body = done.to_dict()
         print(
-            f"gridflow: imported {len(grids)} grids ({units} unit grids) as version "
-            f"{version}; running servers pick it up on restart"
+            f"gridflow: imported {body['grids']} grids ({body['units']} unit grids) as version "
+            f"{done.version}; running servers swap it in within "
+            f"{settings.geo.reload_interval_s:g} s"
         )
         return 0
 
@@ -311,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     grids = sub.add_parser("grids", help="grid sets").add_subparsers(dest="action", required=True)
     imp = grids.add_parser("import", help="import a GeoJSON FeatureCollection as a new version")
     imp.add_argument("file")
+    imp.add_argument(
+        "--allow-gaps", action="store_true", help="accept gaps inside the service area (warned)"
+    )
     imp.set_defaults(func=cmd_grids_import)
 
     demo = sub.add_parser("demo", help="drive simulated residents, sensors and workers")

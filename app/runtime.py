@@ -5,6 +5,8 @@ Used by the HTTP app's lifespan and by the CLI; nothing here runs at import time
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -13,7 +15,7 @@ from app.core.categories import CategoryCache
 from app.core.clock import Clock, SystemClock
 from app.core.db import Database
 from app.core.feed import FeedHub
-from app.core.grids import LiveGrids, load_active_index
+from app.core.grids import LiveGrids
 from app.core.kafka_bus import KafkaBus, ensure_topics
 from app.core.photos import PhotoStore
 from app.core.relay import OutboxRelay
@@ -48,7 +50,8 @@ class Runtime:
             if not embedded and s.run_engine and s.run_relay
             else None
         )
-        self.grids = LiveGrids()
+        self.grids = LiveGrids(snap_m=s.geo.snap_m)
+        self._grid_watch: asyncio.Task[None] | None = None
         self.categories = CategoryCache()
         self.photos = PhotoStore(s.photo_dir)
         self.ctx = DispatchContext(clock=self.clock, grids=self.grids, sla=s.sla)
@@ -81,9 +84,18 @@ class Runtime:
         await self.reload_grids()
 
     async def reload_grids(self) -> None:
+        await self.grids.refresh(self.db)
         async with self.db.reader() as session:
-            self.grids.index = await load_active_index(session)
             await self.categories.load(session)
+
+    async def _watch_grids(self) -> None:
+        """Swap in a grid set imported by another process."""
+        while True:
+            await asyncio.sleep(self.settings.geo.reload_interval_s)
+            try:
+                await self.grids.refresh(self.db)
+            except Exception:  # a database outage must not end the watch
+                log.warning("could not check for a new grid set", exc_info=True)
 
     async def start(self, *, serve_feed: bool = True) -> None:
         """Start every part this process runs. The database must be reachable; Kafka need not
@@ -102,8 +114,13 @@ class Runtime:
             await self.hub.start()
         if self.engine is not None:
             await self.engine.start()
+        self._grid_watch = asyncio.create_task(self._watch_grids(), name="grid-watch")
 
     async def stop(self) -> None:
+        if self._grid_watch is not None:
+            self._grid_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._grid_watch
         if self.engine is not None:
             await self.engine.stop()
         if self.relay is not None:

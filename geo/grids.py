@@ -1,30 +1,54 @@
 """Grids and the point index.
 
-A grid set is a hierarchy street → community → unit grid. Only unit grids are indexed for
-`locate`; streets and communities exist for names, paths and filtering.
+A grid set is a hierarchy district → street → community → unit grid (CJ/T 213). Only unit grids
+are indexed for `locate`; the levels above exist for names, paths, filtering and validation.
 
-Boundary rule: a point that lies on a shared edge or vertex is covered by several unit grids;
-it belongs to the one with the smallest code, so every point inside the service area has exactly
-one owner and the answer never depends on insertion order.
+Boundary rule: a point on a shared edge or vertex is covered by several unit grids; it belongs to
+the one with the smallest code, so every point of the service area has exactly one owner and the
+answer never depends on insertion order. "Covered" is GEOS's `intersects` of the point with the
+polygon (boundary included), the same predicate PostGIS's ST_Intersects / ST_Covers uses.
+
+Snap rule: a point outside every unit grid but within `snap_m` metres of one belongs to the
+nearest (ties: the smallest code); farther out it has no grid (outside the service area).
+Distances are measured to the nearest boundary point, converted to metres by haversine.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import shapely
-from shapely.geometry import Point, mapping, shape
+from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 from shapely.strtree import STRtree
 
+from geo.distance import haversine_m
+
+METRES_PER_DEGREE = 111_320.0  # along a meridian and along the equator, near enough for radii
+
 
 class GridLevel(StrEnum):
+    DISTRICT = "district"
     STREET = "street"
     COMMUNITY = "community"
     UNIT = "unit"
+
+    @property
+    def parent(self) -> GridLevel | None:
+        return _PARENT_LEVEL.get(self)
+
+
+_PARENT_LEVEL = {
+    GridLevel.STREET: GridLevel.DISTRICT,
+    GridLevel.COMMUNITY: GridLevel.STREET,
+    GridLevel.UNIT: GridLevel.COMMUNITY,
+}
 
 
 @dataclass(frozen=True)
@@ -34,6 +58,7 @@ class Grid:
     name: str
     parent_code: str | None
     geometry: BaseGeometry = field(repr=False, compare=False)
+    responsible: str | None = None  # the party answerable for the grid (a unit, an office)
 
     def to_feature(self) -> dict[str, Any]:
         return {
@@ -43,83 +68,86 @@ class Grid:
                 "level": self.level.value,
                 "name": self.name,
                 "parent": self.parent_code,
+                "responsible": self.responsible,
             },
             "geometry": mapping(self.geometry),
         }
 
 
-class GridImportError(ValueError):
-    """A grid collection that cannot be used; `problems` names every feature at fault."""
+class _Buckets:
+    """A uniform bucket table over the unit grids' bounding boxes, for single-point lookups.
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems[:10]))
-        self.problems = problems
-
-
-def grids_from_geojson(collection: dict[str, Any]) -> list[Grid]:
-    """Parse a FeatureCollection whose features carry `code`, `level`, `name` and `parent`.
-
-    Validates every feature before returning; raises GridImportError listing all problems.
+    Each bucket lists, in ascending index (= code) order, the grids whose bounding box meets it.
+    Looking a point up is a few arithmetic steps and a list access, so `locate` costs one exact
+    point-in-polygon test per real candidate instead of a geometry allocation and a tree walk.
     """
-    problems: list[str] = []
-    if collection.get("type") != "FeatureCollection" or not isinstance(
-        collection.get("features"), list
-    ):
-        raise GridImportError(["not a GeoJSON FeatureCollection"])
-    grids: list[Grid] = []
-    for i, feature in enumerate(collection["features"]):
-        props = (feature or {}).get("properties") or {}
-        code = str(props.get("code", ""))
-        where = f"feature {i} ({code or 'no code'})"
-        try:
-            level = GridLevel(props.get("level", "unit"))
-        except ValueError:
-            problems.append(f"{where}: unknown level {props.get('level')!r}")
-            continue
-        if not code.isdigit():
-            problems.append(f"{where}: code must be digits")
-            continue
-        try:
-            geom = shape(feature["geometry"])
-        except Exception as exc:  # shapely raises several types for bad geometry
-            problems.append(f"{where}: unreadable geometry ({exc})")
-            continue
-        if geom.geom_type not in ("Polygon", "MultiPolygon"):
-            problems.append(f"{where}: geometry must be a Polygon or MultiPolygon")
-            continue
-        if not geom.is_valid:
-            problems.append(f"{where}: invalid geometry ({shapely.is_valid_reason(geom)})")
-            continue
-        parent = props.get("parent")
-        grids.append(
-            Grid(code, level, str(props.get("name") or code), str(parent) if parent else None, geom)
-        )
-    codes = [g.code for g in grids]
-    seen: set[str] = set()
-    for code in codes:
-        if code in seen:
-            problems.append(f"duplicate code {code}")
-        seen.add(code)
-    for g in grids:
-        if g.parent_code and g.parent_code not in seen:
-            problems.append(f"grid {g.code}: parent {g.parent_code} not in the collection")
-    if not any(g.level is GridLevel.UNIT for g in grids) and not problems:
-        problems.append("no unit grids")
-    if problems:
-        raise GridImportError(problems)
-    return grids
+
+    def __init__(self, bounds: npt.NDArray[np.float64], max_cells: int) -> None:
+        self.x0 = float(bounds[:, 0].min())
+        self.y0 = float(bounds[:, 1].min())
+        width = max(float(np.median(bounds[:, 2] - bounds[:, 0])) / 2, 1e-9)
+        height = max(float(np.median(bounds[:, 3] - bounds[:, 1])) / 2, 1e-9)
+        span_x = float(bounds[:, 2].max()) - self.x0
+        span_y = float(bounds[:, 3].max()) - self.y0
+        cells = (span_x / width + 1) * (span_y / height + 1)
+        if cells > max_cells:  # very uneven sizes: coarser buckets, bounded memory
+            scale = math.sqrt(cells / max_cells)
+            width, height = width * scale, height * scale
+        self.inv_w, self.inv_h = 1.0 / width, 1.0 / height
+        self.nx = int(span_x * self.inv_w) + 1
+        self.ny = int(span_y * self.inv_h) + 1
+        lists: list[list[int]] = [[] for _ in range(self.nx * self.ny)]
+        i0 = ((bounds[:, 0] - self.x0) * self.inv_w).astype(np.int64).tolist()
+        i1 = ((bounds[:, 2] - self.x0) * self.inv_w).astype(np.int64).tolist()
+        j0 = ((bounds[:, 1] - self.y0) * self.inv_h).astype(np.int64).tolist()
+        j1 = ((bounds[:, 3] - self.y0) * self.inv_h).astype(np.int64).tolist()
+        for k in range(len(bounds)):
+            hi = min(i1[k], self.nx - 1)
+            for j in range(j0[k], min(j1[k], self.ny - 1) + 1):
+                row = j * self.nx
+                for i in range(i0[k], hi + 1):
+                    lists[row + i].append(k)
+        empty: tuple[int, ...] = ()
+        self.cells = [tuple(c) if c else empty for c in lists]
+
+    def candidates(self, x: float, y: float) -> tuple[int, ...]:
+        fx = (x - self.x0) * self.inv_w
+        fy = (y - self.y0) * self.inv_h
+        # NaN fails every comparison, so it lands here too.
+        if not (0.0 <= fx < self.nx and 0.0 <= fy < self.ny):
+            return ()
+        return self.cells[int(fy) * self.nx + int(fx)]
+
+    def keys(self, xs: npt.NDArray[np.float64], ys: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
+        """A locality key per point (its bucket number), for sorting batches spatially."""
+        fx = np.clip((xs - self.x0) * self.inv_w, 0, self.nx - 1).astype(np.int64)
+        fy = np.clip((ys - self.y0) * self.inv_h, 0, self.ny - 1).astype(np.int64)
+        return fy * self.nx + fx
 
 
 class GridIndex:
     """An immutable index over one grid-set version; swap the whole object to change grids."""
 
-    def __init__(self, grids: Iterable[Grid], version: int) -> None:
+    def __init__(self, grids: Iterable[Grid], version: int, *, snap_m: float = 0.0) -> None:
         self.version = version
+        self.snap_m = snap_m
         self._by_code: dict[str, Grid] = {g.code: g for g in grids}
         self._units: list[Grid] = sorted(
             (g for g in self._by_code.values() if g.level is GridLevel.UNIT), key=lambda g: g.code
         )
-        self._tree = STRtree([g.geometry for g in self._units])
+        self._children: dict[str, list[str]] = {}
+        for g in sorted(self._by_code.values(), key=lambda g: g.code):
+            if g.parent_code:
+                self._children.setdefault(g.parent_code, []).append(g.code)
+        self._geoms = np.array([g.geometry for g in self._units], dtype=object)
+        shapely.prepare(self._geoms)
+        self._tree = STRtree(self._geoms)
+        self._bounds: list[tuple[float, float, float, float]] = []
+        self._buckets: _Buckets | None = None
+        if self._units:
+            bounds = shapely.bounds(self._geoms)
+            self._bounds = [(a, b, c, d) for a, b, c, d in bounds.tolist()]
+            self._buckets = _Buckets(bounds, max_cells=max(1024, 8 * len(self._units)))
         self._neighbours: dict[str, tuple[str, ...]] = {}
 
     def __len__(self) -> int:
@@ -135,13 +163,74 @@ class GridIndex:
     def get(self, code: str) -> Grid | None:
         return self._by_code.get(code)
 
+    def children(self, code: str) -> list[str]:
+        return self._children.get(code, [])
+
+    # -- locating ------------------------------------------------------------------------------
+
+    def _owner(self, lon: float, lat: float) -> int:
+        """Index of the covering unit grid with the smallest code, or -1."""
+        if self._buckets is None:
+            return -1
+        bounds, geoms, hit = self._bounds, self._geoms, shapely.lib.intersects_xy
+        for k in self._buckets.candidates(lon, lat):  # ascending, so the first hit is smallest
+            b = bounds[k]
+            if b[0] <= lon <= b[2] and b[1] <= lat <= b[3] and hit(geoms[k], lon, lat):
+                return k
+        return -1
+
     def locate(self, lon: float, lat: float) -> Grid | None:
-        """The unit grid owning a WGS-84 point, or None outside the service area."""
-        hits = self._tree.query(Point(lon, lat), predicate="intersects")
-        if len(hits) == 0:
-            return None
-        # _units is sorted by code, so the smallest index is the smallest code.
-        return self._units[int(min(hits))]
+        """The unit grid owning a WGS-84 point (boundary and snap rules above), or None."""
+        k = self._owner(lon, lat)
+        if k < 0 and self.snap_m > 0:
+            k = self._snap(lon, lat)
+        return self._units[k] if k >= 0 else None
+
+    def _snap(self, lon: float, lat: float) -> int:
+        if not (math.isfinite(lon) and math.isfinite(lat)) or abs(lat) >= 89.0:
+            return -1
+        point = shapely.Point(lon, lat)
+        # A search radius in degrees that is never shorter than snap_m in any direction.
+        radius = self.snap_m / (METRES_PER_DEGREE * math.cos(math.radians(lat)))
+        best: tuple[float, int] | None = None
+        for k in sorted(int(i) for i in self._tree.query(point, "dwithin", distance=radius)):
+            line = shapely.shortest_line(self._geoms[k], point)
+            x, y = line.coords[0]
+            metres = haversine_m(lon, lat, x, y)
+            if metres <= self.snap_m and (best is None or metres < best[0]):
+                best = (metres, k)
+        return best[1] if best else -1
+
+    def locate_many(self, lons: npt.ArrayLike, lats: npt.ArrayLike) -> list[Grid | None]:
+        """`locate` for many points at once: the same answers, vectorised."""
+        xs = np.asarray(lons, dtype=np.float64).ravel()
+        ys = np.asarray(lats, dtype=np.float64).ravel()
+        if xs.shape != ys.shape:
+            raise ValueError("lons and lats differ in length")
+        owners = self._owners(xs, ys)
+        if self.snap_m > 0:
+            for i in np.flatnonzero(owners < 0).tolist():
+                owners[i] = self._snap(float(xs[i]), float(ys[i]))
+        units = self._units
+        return [units[k] if k >= 0 else None for k in owners.tolist()]
+
+    def _owners(self, xs: npt.NDArray[np.float64], ys: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
+        owners = np.full(len(xs), -1, dtype=np.int64)
+        if self._buckets is None or len(xs) == 0:
+            return owners
+        live = np.flatnonzero(np.isfinite(xs) & np.isfinite(ys))
+        # Sorting the points by bucket keeps each grid's point locator hot in the CPU cache.
+        order = live[np.argsort(self._buckets.keys(xs[live], ys[live]), kind="stable")]
+        px, py = xs[order], ys[order]
+        point_i, grid_i = self._tree.query(shapely.points(px, py))
+        inside = shapely.intersects_xy(self._geoms[grid_i], px[point_i], py[point_i])
+        none = np.iinfo(np.int64).max
+        best = np.full(len(order), none, dtype=np.int64)
+        np.minimum.at(best, point_i[inside], grid_i[inside])
+        owners[order] = np.where(best == none, -1, best)
+        return owners
+
+    # -- the hierarchy -------------------------------------------------------------------------
 
     def path(self, code: str) -> list[Grid]:
         """Ancestors first, the grid itself last."""
@@ -170,8 +259,16 @@ class GridIndex:
         self._neighbours[code] = result
         return result
 
-    def to_geojson(self, level: GridLevel | None = None) -> dict[str, Any]:
+    def to_geojson(
+        self, level: GridLevel | None = None, parent: str | None = None
+    ) -> dict[str, Any]:
         return {
             "type": "FeatureCollection",
-            "features": [g.to_feature() for g in self.all() if level is None or g.level is level],
+            "version": self.version,
+            "features": [
+                g.to_feature()
+                for g in self.all()
+                if (level is None or g.level is level)
+                and (parent is None or g.parent_code == parent)
+            ],
         }

@@ -81,6 +81,7 @@ class GridRow(Base):
     name: Mapped[str] = mapped_column(String(200))
     parent_code: Mapped[str | None] = mapped_column(String(20))
     geometry: Mapped[dict[str, Any]]
+    responsible: Mapped[str | None] = mapped_column(String(200))
 
 
 class Category(Base):

@@ -93,6 +93,36 @@ class IntakeSettings(BaseModel):
     max_image_pixels: int = Field(default=40_000_000, gt=0)
 
 
+class GeoSettings(BaseModel):
+    snap_m: float = Field(
+        default=30.0,
+        ge=0,
+        le=1000,
+        description="A point outside every grid but this close (metres) to one belongs to the "
+        "nearest; farther out it is outside the service area. 0 turns snapping off.",
+    )
+    unit_code_digits: list[Literal[14, 15]] = Field(
+        default=[14],
+        description="Accepted unit-grid code lengths: 14 (CJ/T 213) and, for cities with "
+        "3-digit grid numbers, 15.",
+    )
+    min_area_m2: float = Field(
+        default=1.0,
+        ge=0,
+        description="Overlaps and gaps smaller than this (square metres) are tolerated on import.",
+    )
+    reload_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often each process checks for a newly imported grid set and swaps it in.",
+    )
+    max_import_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        gt=0,
+        description="Largest GeoJSON body PUT /v1/admin/grids takes.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GRIDFLOW_", env_nested_delimiter="__", extra="ignore"
@@ -126,6 +156,7 @@ class Settings(BaseSettings):
     sla: SlaSettings = SlaSettings()
     auth: AuthSettings = AuthSettings()
     intake: IntakeSettings = IntakeSettings()
+    geo: GeoSettings = GeoSettings()
 
     @property
     def database_url(self) -> str:

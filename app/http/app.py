@@ -11,8 +11,14 @@ from fastapi import FastAPI
 from app.core.clock import Clock, SystemClock
 from app.core.settings import Settings
 from app.http import errors
-from app.http.routes import alerts, cases, catalog, feed, health, reports, tasks
-from app.http.schemas import AlertCreate, FeedbackCreate, ReportCreate, ResolveBody
+from app.http.routes import admin, alerts, cases, catalog, feed, health, reports, tasks
+from app.http.schemas import (
+    AlertCreate,
+    FeedbackCreate,
+    GridCollection,
+    ReportCreate,
+    ResolveBody,
+)
 from app.runtime import Runtime
 
 DESCRIPTION = """
@@ -29,7 +35,7 @@ listed below; see the README).
 """
 
 # Bodies read by hand (JSON or multipart) are referenced from openapi_extra; register them.
-_EXTRA_SCHEMAS = (ReportCreate, AlertCreate, FeedbackCreate, ResolveBody)
+_EXTRA_SCHEMAS = (ReportCreate, AlertCreate, FeedbackCreate, ResolveBody, GridCollection)
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -47,7 +53,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
 
     app = FastAPI(title="gridflow", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
-    for module in (health, catalog, reports, alerts, tasks, cases, feed):
+    for module in (health, catalog, reports, alerts, tasks, cases, feed, admin):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

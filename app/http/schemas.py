@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,6 +49,52 @@ class GridRead(BaseModel):
     code: str
     name: str
     path: list[GridPathItem]
+
+
+class GridLocated(GridRead):
+    """The unit grid holding a point, in the grid-set version that located it."""
+
+    level: str
+    responsible: str | None
+    grid_set_version: int
+
+
+class GridFeatureProperties(BaseModel):
+    code: str = Field(examples=["33010600100101"], description="CJ/T 213 code")
+    level: Literal["district", "street", "community", "unit"] = "unit"
+    name: str | None = None
+    parent: str | None = Field(default=None, description="the code of the grid one level up")
+    responsible: str | None = Field(default=None, description="who answers for the grid")
+
+
+class GridFeature(BaseModel):
+    type: Literal["Feature"]
+    properties: GridFeatureProperties
+    geometry: dict[str, Any] = Field(description="a GeoJSON Polygon or MultiPolygon in WGS-84")
+
+
+class GridCollection(BaseModel):
+    """A whole grid set as a GeoJSON FeatureCollection."""
+
+    type: Literal["FeatureCollection"]
+    features: list[GridFeature]
+
+
+class GridProblem(BaseModel):
+    kind: str = Field(examples=["overlap"])
+    message: str
+    feature: int | None = Field(default=None, description="position in `features`")
+    code: str | None = None
+    others: list[str] = Field(default=[], description="the other grids involved")
+    area_m2: float | None = None
+    at: list[float] | None = Field(default=None, description="[lon, lat] in or on the problem")
+
+
+class GridSetImported(BaseModel):
+    version: int
+    grids: int
+    units: int
+    warnings: list[GridProblem]
 
 
 class ReportAccepted(BaseModel):

@@ -16,7 +16,7 @@ from geo.demo_city import (
     demo_sensors,
     demo_workers,
 )
-from geo.grids import GridImportError, grids_from_geojson
+from geo.validate import grids_from_geojson
 
 
 @pytest.fixture(scope="module")
@@ -95,30 +95,3 @@ def test_geojson_round_trip(index: GridIndex) -> None:
     again = GridIndex(grids, version=2)
     assert len(again.units) == len(index.units)
     assert again.locate(120.18, 30.26) == index.locate(120.18, 30.26)
-
-
-def test_geojson_problems_are_all_listed() -> None:
-    bowtie = {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}
-    square = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}
-    fc = {
-        "type": "FeatureCollection",
-        "features": [
-            {
-                "type": "Feature",
-                "properties": {"code": "33010600100101", "level": "unit", "parent": "330106001001"},
-                "geometry": square,
-            },
-            {"type": "Feature", "properties": {"code": "33010600100102"}, "geometry": bowtie},
-            {"type": "Feature", "properties": {"code": "x1"}, "geometry": square},
-            {"type": "Feature", "properties": {"code": "33010600100101"}, "geometry": square},
-        ],
-    }
-    with pytest.raises(GridImportError) as err:
-        grids_from_geojson(fc)
-    text = "\n".join(err.value.problems)
-    assert "feature 1" in text and "invalid geometry" in text
-    assert "feature 2" in text and "digits" in text
-    assert "duplicate code 33010600100101" in text
-    assert "parent 330106001001 not in the collection" in text
-    with pytest.raises(GridImportError):
-        grids_from_geojson({"type": "Feature"})
