@@ -1,7 +1,8 @@
 """Choosing a worker and offering a case.
 
 Candidates: on-duty workers of the case's grid, then of the grids that touch it (nearest
-first). Within each tier the worker with the fewest active tasks wins; ties go to the lower id so
+first) in the live grid set; a case opened under an older grid set is placed again by its
+location in the live one. Within each tier the worker with the fewest active tasks wins; ties go to the lower id so
 the choice is deterministic. Workers who already declined or let an offer of this case expire
 are skipped, so an expired offer moves on to the next candidate.
 """
@@ -28,7 +29,12 @@ async def candidates(
     tiers: list[list[str]] = [[case.grid_code]]
     index = ctx.grids.index
     if index is not None:
-        tiers.append(list(index.neighbours(case.grid_code)))
+        home = case.grid_code
+        if index.version != case.grid_set_version:  # the grid set changed since the case opened
+            grid = index.locate(case.lon, case.lat)
+            home = grid.code if grid is not None else home
+            tiers.append([home])
+        tiers.append(list(index.neighbours(home)))
     # Counted per candidate through the tasks.worker_id index, never over all tasks.
     load = (
         select(func.count())

@@ -22,6 +22,20 @@ class UnknownReport(LookupError):
     """The event names a report that is not in the database: a poison message."""
 
 
+def located(ctx: DispatchContext, report: Report) -> tuple[str, int]:
+    """The grid a new case belongs to, and the grid-set version that placed it there.
+
+    A report is located on intake; if a new grid set has gone live since, the case is placed by
+    the live set instead, so dispatch and neighbours use one consistent version.
+    """
+    index = ctx.grids.index
+    if index is not None and index.version != report.grid_set_version:
+        grid = index.locate(report.lon, report.lat)
+        if grid is not None:
+            return grid.code, index.version
+    return report.grid_code, report.grid_set_version
+
+
 async def handle_report_received(
     session: AsyncSession, ctx: DispatchContext, envelope: EventEnvelope
 ) -> None:
@@ -54,11 +68,12 @@ async def handle_report_received(
     if category is None or policy is None:
         raise UnknownReport(f"category {report.category} of report {report.id} has no policy")
     opened_at = report.created_at
+    grid_code, grid_set_version = located(ctx, report)
     case = Case(
         id=str(uuid.uuid4()),
         category=report.category,
-        grid_code=report.grid_code,
-        grid_set_version=report.grid_set_version,
+        grid_code=grid_code,
+        grid_set_version=grid_set_version,
         status=CaseStatus.REPORTED.value,
         priority=category.priority,
         escalation_level=0,
@@ -85,6 +100,7 @@ async def handle_report_received(
             "source": report.source,
             "category": case.category,
             "grid": case.grid_code,
+            "grid_set_version": case.grid_set_version,
             "lon": case.lon,
             "lat": case.lat,
             "priority": case.priority,

@@ -81,3 +81,15 @@ def test_grids_import_valid_and_invalid(
     err = capsys.readouterr().err
     assert "feature 0" in err and "digits" in err
     assert main(["grids", "import", str(tmp_path / "missing.geojson")]) == 2
+
+    holed = GridIndex(demo_grids(), 1).to_geojson()
+    gone = next(f for f in holed["features"] if f["properties"]["code"] == "33010600100106")
+    holed["features"].remove(gone)
+    path = tmp_path / "holed.geojson"
+    path.write_text(json.dumps(holed), encoding="utf-8")
+    assert main(["grids", "import", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "gap:" in err and "m²" in err
+    assert main(["grids", "import", "--allow-gaps", str(path)]) == 0
+    out = capsys.readouterr()
+    assert "as version 3" in out.out and "warning: a gap of" in out.err
