@@ -125,6 +125,114 @@ class _Buckets:
         return fy * self.nx + fx
 
 
+UNSETTLED, OUTSIDE = -2, -1
+
+
+class _Raster:
+    """Fine cells that lie wholly inside one unit grid, or wholly outside all of them.
+
+    A cell no grid boundary comes near is answered from the table, with no geometry test: every
+    point that maps to such a cell is joined to the cell's centre by a path that crosses no
+    boundary, so it has the centre's owner. A cell counts as touched when the bounding box of
+    a boundary segment, widened by EPS degrees (far beyond floating-point rounding), reaches
+    it; touched cells are UNSETTLED and go to the exact test. Cell indices are computed the same
+    way at build and at lookup, and that computation is monotonic in each coordinate, which is
+    what makes the argument hold.
+    """
+
+    EPS = 1e-9
+
+    def __init__(
+        self,
+        geoms: npt.NDArray[Any],
+        bounds: npt.NDArray[np.float64],
+        per_side: int,
+        max_cells: int,
+    ) -> None:
+        self.x0 = float(bounds[:, 0].min())
+        self.y0 = float(bounds[:, 1].min())
+        width = max(float(np.median(bounds[:, 2] - bounds[:, 0])) / per_side, 1e-9)
+        height = max(float(np.median(bounds[:, 3] - bounds[:, 1])) / per_side, 1e-9)
+        span_x = float(bounds[:, 2].max()) - self.x0
+        span_y = float(bounds[:, 3].max()) - self.y0
+        cells = (span_x / width + 1) * (span_y / height + 1)
+        if cells > max_cells:
+            scale = math.sqrt(cells / max_cells)
+            width, height = width * scale, height * scale
+        self.inv_w, self.inv_h = 1.0 / width, 1.0 / height
+        self.nx = int(span_x * self.inv_w) + 1
+        self.ny = int(span_y * self.inv_h) + 1
+        touched = np.zeros(self.nx * self.ny, dtype=bool)
+        touched[self._touched(geoms)] = True
+        none = np.iinfo(np.int32).max
+        best = np.full(self.nx * self.ny, none, dtype=np.int32)
+        i0, i1 = self._ix(bounds[:, 0]), self._ix(bounds[:, 2])
+        j0, j1 = self._iy(bounds[:, 1]), self._iy(bounds[:, 3])
+        widths, counts = i1 - i0 + 1, (i1 - i0 + 1) * (j1 - j0 + 1)
+        chunk = 2048  # grids per vectorised step: bounded memory
+        for start in range(0, len(geoms), chunk):
+            ks = np.arange(start, min(start + chunk, len(geoms)))
+            grid = np.repeat(ks, counts[ks])
+            offsets = np.cumsum(counts[ks]) - counts[ks]
+            local = np.arange(len(grid)) - np.repeat(offsets, counts[ks])
+            cols = i0[grid] + local % widths[grid]
+            rows = j0[grid] + local // widths[grid]
+            cells = rows * self.nx + cols
+            free = ~touched[cells]
+            grid, cells = grid[free], cells[free]
+            cx = self.x0 + (cells % self.nx + 0.5) / self.inv_w
+            cy = self.y0 + (cells // self.nx + 0.5) / self.inv_h
+            hit = shapely.intersects_xy(geoms[grid], cx, cy)
+            np.minimum.at(best, cells[hit], grid[hit].astype(np.int32))  # smallest code wins
+        table = np.where(best == none, OUTSIDE, best).astype(np.int32)
+        table[touched] = UNSETTLED
+        self.table = table
+        self.settled = float(np.mean(table != UNSETTLED))
+
+    def _ix(self, xs: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        return np.clip(np.floor((xs - self.x0) * self.inv_w), 0, self.nx - 1).astype(np.int64)
+
+    def _iy(self, ys: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        return np.clip(np.floor((ys - self.y0) * self.inv_h), 0, self.ny - 1).astype(np.int64)
+
+    def _touched(self, geoms: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+        rings = shapely.get_rings(shapely.get_parts(geoms))
+        coords, ring = shapely.get_coordinates(rings, return_index=True)
+        same = ring[:-1] == ring[1:]
+        a, b = coords[:-1][same], coords[1:][same]
+        i0 = self._ix(np.minimum(a[:, 0], b[:, 0]) - self.EPS)
+        i1 = self._ix(np.maximum(a[:, 0], b[:, 0]) + self.EPS)
+        j0 = self._iy(np.minimum(a[:, 1], b[:, 1]) - self.EPS)
+        j1 = self._iy(np.maximum(a[:, 1], b[:, 1]) + self.EPS)
+        marks = np.zeros(self.nx * self.ny, dtype=bool)
+        small = (i1 - i0 <= 1) & (j1 - j0 <= 1)  # nearly every segment: at most 2 × 2 cells
+        for cols in (i0[small], i1[small]):
+            for rows in (j0[small], j1[small]):
+                marks[rows * self.nx + cols] = True
+        for k in np.flatnonzero(~small).tolist():
+            for row in range(int(j0[k]), int(j1[k]) + 1):
+                marks[row * self.nx + int(i0[k]) : row * self.nx + int(i1[k]) + 1] = True
+        return np.flatnonzero(marks)
+
+    def lookup(self, x: float, y: float) -> int:
+        fx = (x - self.x0) * self.inv_w
+        fy = (y - self.y0) * self.inv_h
+        if not (0.0 <= fx < self.nx and 0.0 <= fy < self.ny):
+            return OUTSIDE  # beyond every grid's bounding box (NaN included)
+        return int(self.table[int(fy) * self.nx + int(fx)])
+
+    def lookup_many(
+        self, xs: npt.NDArray[np.float64], ys: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.int64]:
+        fx = (xs - self.x0) * self.inv_w
+        fy = (ys - self.y0) * self.inv_h
+        inside = (fx >= 0) & (fx < self.nx) & (fy >= 0) & (fy < self.ny)
+        out = np.full(len(xs), OUTSIDE, dtype=np.int64)
+        cells = fy[inside].astype(np.int64) * self.nx + fx[inside].astype(np.int64)
+        out[inside] = self.table[cells]
+        return out
+
+
 class GridIndex:
     """An immutable index over one grid-set version; swap the whole object to change grids."""
 
@@ -144,14 +252,23 @@ class GridIndex:
         self._tree = STRtree(self._geoms)
         self._bounds: list[tuple[float, float, float, float]] = []
         self._buckets: _Buckets | None = None
+        self._raster: _Raster | None = None
         if self._units:
             bounds = shapely.bounds(self._geoms)
             self._bounds = [(a, b, c, d) for a, b, c, d in bounds.tolist()]
             self._buckets = _Buckets(bounds, max_cells=max(1024, 8 * len(self._units)))
+            self._raster = _Raster(
+                self._geoms, bounds, per_side=12, max_cells=max(4096, 160 * len(self._units))
+            )
         self._neighbours: dict[str, tuple[str, ...]] = {}
 
     def __len__(self) -> int:
         return len(self._units)
+
+    @property
+    def settled_share(self) -> float:
+        """The share of fine cells answered without a geometry test."""
+        return self._raster.settled if self._raster else 0.0
 
     @property
     def units(self) -> Sequence[Grid]:
@@ -170,8 +287,11 @@ class GridIndex:
 
     def _owner(self, lon: float, lat: float) -> int:
         """Index of the covering unit grid with the smallest code, or -1."""
-        if self._buckets is None:
+        if self._buckets is None or self._raster is None:
             return -1
+        settled = self._raster.lookup(lon, lat)
+        if settled != UNSETTLED:
+            return settled
         bounds, geoms, hit = self._bounds, self._geoms, shapely.lib.intersects_xy
         for k in self._buckets.candidates(lon, lat):  # ascending, so the first hit is smallest
             b = bounds[k]
@@ -215,10 +335,10 @@ class GridIndex:
         return [units[k] if k >= 0 else None for k in owners.tolist()]
 
     def _owners(self, xs: npt.NDArray[np.float64], ys: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
-        owners = np.full(len(xs), -1, dtype=np.int64)
-        if self._buckets is None or len(xs) == 0:
-            return owners
-        live = np.flatnonzero(np.isfinite(xs) & np.isfinite(ys))
+        if self._buckets is None or self._raster is None or len(xs) == 0:
+            return np.full(len(xs), OUTSIDE, dtype=np.int64)
+        owners = self._raster.lookup_many(xs, ys)
+        live = np.flatnonzero(owners == UNSETTLED)  # only these need the exact test
         # Sorting the points by bucket keeps each grid's point locator hot in the CPU cache.
         order = live[np.argsort(self._buckets.keys(xs[live], ys[live]), kind="stable")]
         px, py = xs[order], ys[order]
@@ -227,7 +347,7 @@ class GridIndex:
         none = np.iinfo(np.int64).max
         best = np.full(len(order), none, dtype=np.int64)
         np.minimum.at(best, point_i[inside], grid_i[inside])
-        owners[order] = np.where(best == none, -1, best)
+        owners[order] = np.where(best == none, OUTSIDE, best)
         return owners
 
     # -- the hierarchy -------------------------------------------------------------------------
