@@ -22,6 +22,7 @@ class CRS(StrEnum):
     WGS84 = "wgs84"
     GCJ02 = "gcj02"
     BD09 = "bd09"
+    CGCS2000 = "cgcs2000"  # China's geodetic datum: within centimetres of WGS-84, taken as it
 
 
 def out_of_china(lon: float, lat: float) -> bool:
@@ -88,7 +89,7 @@ def bd09_to_gcj02(lon: float, lat: float) -> tuple[float, float]:
 def to_wgs84(lon: float, lat: float, crs: CRS | str) -> tuple[float, float]:
     """Convert a point in `crs` to WGS-84, returned as (lon, lat)."""
     crs = CRS(crs)
-    if crs is CRS.WGS84:
+    if crs in (CRS.WGS84, CRS.CGCS2000):
         return lon, lat
     if crs is CRS.GCJ02:
         return gcj02_to_wgs84(lon, lat)
@@ -98,7 +99,7 @@ def to_wgs84(lon: float, lat: float, crs: CRS | str) -> tuple[float, float]:
 def from_wgs84(lon: float, lat: float, crs: CRS | str) -> tuple[float, float]:
     """Convert a WGS-84 point to `crs`, returned as (lon, lat)."""
     crs = CRS(crs)
-    if crs is CRS.WGS84:
+    if crs in (CRS.WGS84, CRS.CGCS2000):
         return lon, lat
     if crs is CRS.GCJ02:
         return wgs84_to_gcj02(lon, lat)

@@ -18,6 +18,7 @@ from app.core.settings import SlaSettings
 from dispatch.context import DispatchContext
 from dispatch.intake import located
 from geo import GridIndex
+from geo.crs import from_wgs84
 from geo.demo_city import demo_grids
 from tests.harness import Harness, copy_data, make_settings
 
@@ -197,3 +198,22 @@ def test_a_case_is_placed_by_the_live_set_when_it_changed_after_intake() -> None
     assert expected is not None and (code, version) == (expected.code, 7)
     report.grid_set_version = 7
     assert located(ctx, report) == ("x", 7)  # same version: the intake's answer stands
+
+
+@pytest.mark.parametrize("crs", ["gcj02", "bd09", "cgcs2000"])
+async def test_locate_takes_phone_coordinates(h: Harness, crs: str) -> None:
+    wgs = await locate(h)
+    lon, lat = from_wgs84(CENTRE["lon"], CENTRE["lat"], crs)
+    r = await h.client.get("/v1/grids/locate", params={"lon": lon, "lat": lat, "crs": crs})
+    assert r.status_code == 200, r.text
+    assert r.json()["code"] == wgs["code"]
+    # The same numbers read as WGS-84 land hundreds of metres away (except for CGCS2000).
+    moved = await h.client.get("/v1/grids/locate", params={"lon": lon, "lat": lat})
+    assert (moved.json()["code"] == wgs["code"]) == (crs == "cgcs2000")
+
+
+async def test_a_report_in_gcj02_is_placed_where_it_is(h: Harness) -> None:
+    wgs = await locate(h)
+    lon, lat = from_wgs84(CENTRE["lon"], CENTRE["lat"], "gcj02")
+    report = await h.report(point={"lon": lon, "lat": lat, "crs": "gcj02"})
+    assert report["grid"]["code"] == wgs["code"]

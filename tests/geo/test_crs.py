@@ -51,8 +51,10 @@ def test_points_outside_china_pass_through_gcj02(lon: float, lat: float) -> None
     assert gcj02_to_wgs84(lon, lat) == (lon, lat)
 
 
-def test_wgs84_is_identity() -> None:
+def test_wgs84_and_cgcs2000_are_identity() -> None:
     assert to_wgs84(120.1, 30.2, "wgs84") == (120.1, 30.2)
+    assert to_wgs84(120.1, 30.2, "cgcs2000") == from_wgs84(120.1, 30.2, CRS.CGCS2000)
+    assert from_wgs84(120.1, 30.2, CRS.CGCS2000) == (120.1, 30.2)
 
 
 def test_haversine_known_distance() -> None:
