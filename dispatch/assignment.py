@@ -2,9 +2,9 @@
 
 Candidates: on-duty workers of the case's grid, then of the grids that touch it (nearest
 first) in the live grid set; a case opened under an older grid set is placed again by its
-location in the live one. Within each tier the worker with the fewest active tasks wins; ties go to the lower id so
-the choice is deterministic. Workers who already declined or let an offer of this case expire
-are skipped, so an expired offer moves on to the next candidate.
+location in the live one. Within each tier the worker with the fewest active tasks wins; ties
+go to the lower id so the choice is deterministic. Workers who already declined or let an offer
+of this case expire are skipped, so an expired offer moves on to the next candidate.
 """
 
 from __future__ import annotations

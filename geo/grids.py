@@ -74,8 +74,68 @@ class Grid:
         }
 
 
+@dataclass(frozen=True)
+class _Lattice:
+    """A regular lattice of cells over a set of bounding boxes.
+
+    A point's cell is `floor((x - x0) * inv_w)`, `floor((y - y0) * inv_h)`, computed the same
+    way everywhere; that computation is monotonic in each coordinate, so a point inside a box
+    always falls in one of the cells the box's corners fall in.
+    """
+
+    x0: float
+    y0: float
+    inv_w: float
+    inv_h: float
+    nx: int
+    ny: int
+
+    @classmethod
+    def over(cls, bounds: npt.NDArray[np.float64], per_side: int, max_cells: int) -> _Lattice:
+        """Cells 1/per_side of the median box, made coarser if there would be over max_cells."""
+        x0, y0 = float(bounds[:, 0].min()), float(bounds[:, 1].min())
+        width = max(float(np.median(bounds[:, 2] - bounds[:, 0])) / per_side, 1e-9)
+        height = max(float(np.median(bounds[:, 3] - bounds[:, 1])) / per_side, 1e-9)
+        span_x, span_y = float(bounds[:, 2].max()) - x0, float(bounds[:, 3].max()) - y0
+        cells = (span_x / width + 1) * (span_y / height + 1)
+        if cells > max_cells:  # very uneven sizes: coarser cells, bounded memory
+            scale = math.sqrt(cells / max_cells)
+            width, height = width * scale, height * scale
+        nx, ny = int(span_x / width) + 1, int(span_y / height) + 1
+        return cls(x0, y0, 1.0 / width, 1.0 / height, nx, ny)
+
+    @property
+    def size(self) -> int:
+        return self.nx * self.ny
+
+    def cell(self, x: float, y: float) -> int:
+        """The cell of a point, or -1 outside the lattice (NaN included)."""
+        fx = (x - self.x0) * self.inv_w
+        fy = (y - self.y0) * self.inv_h
+        if not (0.0 <= fx < self.nx and 0.0 <= fy < self.ny):  # NaN fails every comparison
+            return -1
+        return int(fy) * self.nx + int(fx)
+
+    def cells(
+        self, xs: npt.NDArray[np.float64], ys: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.int64]:
+        """`cell` for arrays of points."""
+        fx = (xs - self.x0) * self.inv_w
+        fy = (ys - self.y0) * self.inv_h
+        inside = (fx >= 0) & (fx < self.nx) & (fy >= 0) & (fy < self.ny)
+        out = np.full(len(xs), -1, dtype=np.int64)
+        out[inside] = fy[inside].astype(np.int64) * self.nx + fx[inside].astype(np.int64)
+        return out
+
+    def ix(self, xs: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        return np.clip(np.floor((xs - self.x0) * self.inv_w), 0, self.nx - 1).astype(np.int64)
+
+    def iy(self, ys: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        return np.clip(np.floor((ys - self.y0) * self.inv_h), 0, self.ny - 1).astype(np.int64)
+
+
 class _Buckets:
-    """A uniform bucket table over the unit grids' bounding boxes, for single-point lookups.
+    """A bucket table over the unit grids' bounding boxes, for single-point lookups.
 
     Each bucket lists, in ascending index (= code) order, the grids whose bounding box meets it.
     Looking a point up is a few arithmetic steps and a list access, so `locate` costs one exact
@@ -83,46 +143,21 @@ class _Buckets:
     """
 
     def __init__(self, bounds: npt.NDArray[np.float64], max_cells: int) -> None:
-        self.x0 = float(bounds[:, 0].min())
-        self.y0 = float(bounds[:, 1].min())
-        width = max(float(np.median(bounds[:, 2] - bounds[:, 0])) / 2, 1e-9)
-        height = max(float(np.median(bounds[:, 3] - bounds[:, 1])) / 2, 1e-9)
-        span_x = float(bounds[:, 2].max()) - self.x0
-        span_y = float(bounds[:, 3].max()) - self.y0
-        cells = (span_x / width + 1) * (span_y / height + 1)
-        if cells > max_cells:  # very uneven sizes: coarser buckets, bounded memory
-            scale = math.sqrt(cells / max_cells)
-            width, height = width * scale, height * scale
-        self.inv_w, self.inv_h = 1.0 / width, 1.0 / height
-        self.nx = int(span_x * self.inv_w) + 1
-        self.ny = int(span_y * self.inv_h) + 1
-        lists: list[list[int]] = [[] for _ in range(self.nx * self.ny)]
-        i0 = ((bounds[:, 0] - self.x0) * self.inv_w).astype(np.int64).tolist()
-        i1 = ((bounds[:, 2] - self.x0) * self.inv_w).astype(np.int64).tolist()
-        j0 = ((bounds[:, 1] - self.y0) * self.inv_h).astype(np.int64).tolist()
-        j1 = ((bounds[:, 3] - self.y0) * self.inv_h).astype(np.int64).tolist()
+        self.lattice = lat = _Lattice.over(bounds, per_side=2, max_cells=max_cells)
+        lists: list[list[int]] = [[] for _ in range(lat.size)]
+        i0, i1 = lat.ix(bounds[:, 0]).tolist(), lat.ix(bounds[:, 2]).tolist()
+        j0, j1 = lat.iy(bounds[:, 1]).tolist(), lat.iy(bounds[:, 3]).tolist()
         for k in range(len(bounds)):
-            hi = min(i1[k], self.nx - 1)
-            for j in range(j0[k], min(j1[k], self.ny - 1) + 1):
-                row = j * self.nx
-                for i in range(i0[k], hi + 1):
+            for j in range(j0[k], j1[k] + 1):
+                row = j * lat.nx
+                for i in range(i0[k], i1[k] + 1):
                     lists[row + i].append(k)
         empty: tuple[int, ...] = ()
         self.cells = [tuple(c) if c else empty for c in lists]
 
     def candidates(self, x: float, y: float) -> tuple[int, ...]:
-        fx = (x - self.x0) * self.inv_w
-        fy = (y - self.y0) * self.inv_h
-        # NaN fails every comparison, so it lands here too.
-        if not (0.0 <= fx < self.nx and 0.0 <= fy < self.ny):
-            return ()
-        return self.cells[int(fy) * self.nx + int(fx)]
-
-    def keys(self, xs: npt.NDArray[np.float64], ys: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
-        """A locality key per point (its bucket number), for sorting batches spatially."""
-        fx = np.clip((xs - self.x0) * self.inv_w, 0, self.nx - 1).astype(np.int64)
-        fy = np.clip((ys - self.y0) * self.inv_h, 0, self.ny - 1).astype(np.int64)
-        return fy * self.nx + fx
+        cell = self.lattice.cell(x, y)
+        return self.cells[cell] if cell >= 0 else ()
 
 
 UNSETTLED, OUTSIDE = -2, -1
@@ -135,9 +170,8 @@ class _Raster:
     point that maps to such a cell is joined to the cell's centre by a path that crosses no
     boundary, so it has the centre's owner. A cell counts as touched when the bounding box of
     a boundary segment, widened by EPS degrees (far beyond floating-point rounding), reaches
-    it; touched cells are UNSETTLED and go to the exact test. Cell indices are computed the same
-    way at build and at lookup, and that computation is monotonic in each coordinate, which is
-    what makes the argument hold.
+    it; touched cells are UNSETTLED and go to the exact test. The lattice's cell computation is
+    monotonic in each coordinate, which is what makes the argument hold.
     """
 
     EPS = 1e-9
@@ -149,25 +183,13 @@ class _Raster:
         per_side: int,
         max_cells: int,
     ) -> None:
-        self.x0 = float(bounds[:, 0].min())
-        self.y0 = float(bounds[:, 1].min())
-        width = max(float(np.median(bounds[:, 2] - bounds[:, 0])) / per_side, 1e-9)
-        height = max(float(np.median(bounds[:, 3] - bounds[:, 1])) / per_side, 1e-9)
-        span_x = float(bounds[:, 2].max()) - self.x0
-        span_y = float(bounds[:, 3].max()) - self.y0
-        cells = (span_x / width + 1) * (span_y / height + 1)
-        if cells > max_cells:
-            scale = math.sqrt(cells / max_cells)
-            width, height = width * scale, height * scale
-        self.inv_w, self.inv_h = 1.0 / width, 1.0 / height
-        self.nx = int(span_x * self.inv_w) + 1
-        self.ny = int(span_y * self.inv_h) + 1
-        touched = np.zeros(self.nx * self.ny, dtype=bool)
+        self.lattice = lat = _Lattice.over(bounds, per_side, max_cells)
+        touched = np.zeros(lat.size, dtype=bool)
         touched[self._touched(geoms)] = True
         none = np.iinfo(np.int32).max
-        best = np.full(self.nx * self.ny, none, dtype=np.int32)
-        i0, i1 = self._ix(bounds[:, 0]), self._ix(bounds[:, 2])
-        j0, j1 = self._iy(bounds[:, 1]), self._iy(bounds[:, 3])
+        best = np.full(lat.size, none, dtype=np.int32)
+        i0, i1 = lat.ix(bounds[:, 0]), lat.ix(bounds[:, 2])
+        j0, j1 = lat.iy(bounds[:, 1]), lat.iy(bounds[:, 3])
         widths, counts = i1 - i0 + 1, (i1 - i0 + 1) * (j1 - j0 + 1)
         chunk = 2048  # grids per vectorised step: bounded memory
         for start in range(0, len(geoms), chunk):
@@ -175,13 +197,11 @@ class _Raster:
             grid = np.repeat(ks, counts[ks])
             offsets = np.cumsum(counts[ks]) - counts[ks]
             local = np.arange(len(grid)) - np.repeat(offsets, counts[ks])
-            cols = i0[grid] + local % widths[grid]
-            rows = j0[grid] + local // widths[grid]
-            cells = rows * self.nx + cols
+            cells = (j0[grid] + local // widths[grid]) * lat.nx + i0[grid] + local % widths[grid]
             free = ~touched[cells]
             grid, cells = grid[free], cells[free]
-            cx = self.x0 + (cells % self.nx + 0.5) / self.inv_w
-            cy = self.y0 + (cells // self.nx + 0.5) / self.inv_h
+            cx = lat.x0 + (cells % lat.nx + 0.5) / lat.inv_w
+            cy = lat.y0 + (cells // lat.nx + 0.5) / lat.inv_h
             hit = shapely.intersects_xy(geoms[grid], cx, cy)
             np.minimum.at(best, cells[hit], grid[hit].astype(np.int32))  # smallest code wins
         table = np.where(best == none, OUTSIDE, best).astype(np.int32)
@@ -189,47 +209,38 @@ class _Raster:
         self.table = table
         self.settled = float(np.mean(table != UNSETTLED))
 
-    def _ix(self, xs: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
-        return np.clip(np.floor((xs - self.x0) * self.inv_w), 0, self.nx - 1).astype(np.int64)
-
-    def _iy(self, ys: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
-        return np.clip(np.floor((ys - self.y0) * self.inv_h), 0, self.ny - 1).astype(np.int64)
-
     def _touched(self, geoms: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+        lat = self.lattice
         rings = shapely.get_rings(shapely.get_parts(geoms))
         coords, ring = shapely.get_coordinates(rings, return_index=True)
         same = ring[:-1] == ring[1:]
         a, b = coords[:-1][same], coords[1:][same]
-        i0 = self._ix(np.minimum(a[:, 0], b[:, 0]) - self.EPS)
-        i1 = self._ix(np.maximum(a[:, 0], b[:, 0]) + self.EPS)
-        j0 = self._iy(np.minimum(a[:, 1], b[:, 1]) - self.EPS)
-        j1 = self._iy(np.maximum(a[:, 1], b[:, 1]) + self.EPS)
-        marks = np.zeros(self.nx * self.ny, dtype=bool)
+        i0 = lat.ix(np.minimum(a[:, 0], b[:, 0]) - self.EPS)
+        i1 = lat.ix(np.maximum(a[:, 0], b[:, 0]) + self.EPS)
+        j0 = lat.iy(np.minimum(a[:, 1], b[:, 1]) - self.EPS)
+        j1 = lat.iy(np.maximum(a[:, 1], b[:, 1]) + self.EPS)
+        marks = np.zeros(lat.size, dtype=bool)
         small = (i1 - i0 <= 1) & (j1 - j0 <= 1)  # nearly every segment: at most 2 × 2 cells
         for cols in (i0[small], i1[small]):
             for rows in (j0[small], j1[small]):
-                marks[rows * self.nx + cols] = True
+                marks[rows * lat.nx + cols] = True
         for k in np.flatnonzero(~small).tolist():
             for row in range(int(j0[k]), int(j1[k]) + 1):
-                marks[row * self.nx + int(i0[k]) : row * self.nx + int(i1[k]) + 1] = True
+                marks[row * lat.nx + int(i0[k]) : row * lat.nx + int(i1[k]) + 1] = True
         return np.flatnonzero(marks)
 
     def lookup(self, x: float, y: float) -> int:
-        fx = (x - self.x0) * self.inv_w
-        fy = (y - self.y0) * self.inv_h
-        if not (0.0 <= fx < self.nx and 0.0 <= fy < self.ny):
-            return OUTSIDE  # beyond every grid's bounding box (NaN included)
-        return int(self.table[int(fy) * self.nx + int(fx)])
+        """The settled owner, OUTSIDE, or UNSETTLED (the exact test must decide)."""
+        cell = self.lattice.cell(x, y)
+        return int(self.table[cell]) if cell >= 0 else OUTSIDE  # off the lattice: outside
 
     def lookup_many(
         self, xs: npt.NDArray[np.float64], ys: npt.NDArray[np.float64]
     ) -> npt.NDArray[np.int64]:
-        fx = (xs - self.x0) * self.inv_w
-        fy = (ys - self.y0) * self.inv_h
-        inside = (fx >= 0) & (fx < self.nx) & (fy >= 0) & (fy < self.ny)
+        cells = self.lattice.cells(xs, ys)
         out = np.full(len(xs), OUTSIDE, dtype=np.int64)
-        cells = fy[inside].astype(np.int64) * self.nx + fx[inside].astype(np.int64)
-        out[inside] = self.table[cells]
+        on = cells >= 0
+        out[on] = self.table[cells[on]]
         return out
 
 
@@ -340,7 +351,8 @@ class GridIndex:
         owners = self._raster.lookup_many(xs, ys)
         live = np.flatnonzero(owners == UNSETTLED)  # only these need the exact test
         # Sorting the points by bucket keeps each grid's point locator hot in the CPU cache.
-        order = live[np.argsort(self._buckets.keys(xs[live], ys[live]), kind="stable")]
+        keys = self._buckets.lattice.cells(xs[live], ys[live])
+        order = live[np.argsort(keys, kind="stable")]
         px, py = xs[order], ys[order]
         point_i, grid_i = self._tree.query(shapely.points(px, py))
         inside = shapely.intersects_xy(self._geoms[grid_i], px[point_i], py[point_i])
