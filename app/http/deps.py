@@ -92,6 +92,7 @@ async def get_worker(runtime: RuntimeDep, principal: WorkerPrincipal) -> Worker:
 
 CurrentWorker = Annotated[Worker, Depends(get_worker)]
 Operator = Annotated[Principal, Depends(require(Role.OPERATOR, Role.ADMIN))]
+Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 ReportReader = Annotated[Principal, Depends(require(Role.RESIDENT, Role.OPERATOR, Role.ADMIN))]
 
 

@@ -6,19 +6,16 @@ import asyncio
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 
-from app.core.auth import Principal, Role
 from app.core.errors import AppError
 from app.core.grids import import_grid_set, import_rules
 from app.http.bodies import read_limited
-from app.http.deps import RuntimeDep, require
+from app.http.deps import Admin, RuntimeDep
 from app.http.docs import errors
 from app.http.schemas import GridSetImported
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
-
-Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 
 
 class MalformedJson(AppError):
