@@ -21,7 +21,7 @@ from app.core.bus import Bus, Consumer, EmbeddedBus, Message, start_consumer
 from app.core.db import Database
 from app.core.events import EventEnvelope, EventType, enqueue
 from app.core.models import ProcessedEvent
-from app.core.outbox import prune_outbox
+from app.core.outbox import prune_idempotency_keys, prune_outbox
 from dispatch import sla
 from dispatch.context import DispatchContext
 from dispatch.intake import handle_report_received
@@ -217,11 +217,11 @@ class Engine:
                 await asyncio.sleep(1.0)
 
     async def prune_outbox(self) -> int:
+        """Delete done outbox rows and old idempotency keys; returns the outbox rows deleted."""
+        now = self.ctx.clock.now()
+        await prune_idempotency_keys(self.db, now=now, keep_s=self.outbox_keep_s)
         return await prune_outbox(
-            self.db,
-            now=self.ctx.clock.now(),
-            keep_s=self.outbox_keep_s,
-            embedded=isinstance(self.bus, EmbeddedBus),
+            self.db, now=now, keep_s=self.outbox_keep_s, embedded=isinstance(self.bus, EmbeddedBus)
         )
 
     async def _sweep_loop(self) -> None:

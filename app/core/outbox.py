@@ -1,9 +1,10 @@
-"""Outbox housekeeping: delete rows nobody needs any more, so the table does not grow forever.
+"""Housekeeping: delete outbox rows and idempotency keys nobody needs any more.
 
 With Kafka, a row is done once the relay has published it (`sent_at`). With the embedded bus
 the table is the log, so a row is done once every consumer group of its topic has committed past
 it (the live feed has no group and reads only new rows); dead letters have no consumer and are
 the only copy, so they stay. Either way a row is kept at least `keep_s` after it was written.
+Idempotency keys are kept `keep_s` too: a client retrying later is sending a new request.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy import ColumnElement, delete, func, select
 
 from app.core import topics
 from app.core.db import Database
-from app.core.models import ConsumerOffset, OutboxMessage
+from app.core.models import ConsumerOffset, IdempotencyRecord, OutboxMessage
 
 CHUNK = 5000
 
@@ -68,3 +69,12 @@ async def _delete_in_chunks(db: Database, conditions: Sequence[ColumnElement[boo
         total += len(ids)
         if len(ids) < CHUNK:
             return total
+
+
+async def prune_idempotency_keys(db: Database, *, now: datetime, keep_s: int) -> int:
+    cutoff = now - timedelta(seconds=keep_s)
+    async with db.transaction() as session:
+        result = await session.execute(
+            delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff)
+        )
+    return int(getattr(result, "rowcount", 0) or 0)

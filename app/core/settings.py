@@ -123,6 +123,17 @@ class GeoSettings(BaseModel):
     )
 
 
+class HttpSettings(BaseModel):
+    cors_origins: list[str] = Field(
+        default=[],
+        description="Browser origins allowed to call the API (e.g. the operations centre's web "
+        "app). Empty: no cross-origin access.",
+    )
+    hsts: bool = Field(
+        default=False, description="Send Strict-Transport-Security (behind TLS termination)."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GRIDFLOW_", env_nested_delimiter="__", extra="ignore"
@@ -157,6 +168,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     intake: IntakeSettings = IntakeSettings()
     geo: GeoSettings = GeoSettings()
+    http: HttpSettings = HttpSettings()
 
     @property
     def database_url(self) -> str:

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from app.core.clock import Clock, SystemClock
 from app.core.settings import Settings
@@ -19,6 +20,7 @@ from app.http.schemas import (
     ReportCreate,
     ResolveBody,
 )
+from app.http.security import SecurityHeaders
 from app.runtime import Runtime
 
 DESCRIPTION = """
@@ -53,6 +55,16 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
 
     app = FastAPI(title="gridflow", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
+    if settings.http.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.http.cors_origins,
+            allow_methods=["GET", "POST", "PUT"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+            expose_headers=["Retry-After", "Idempotent-Replayed"],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeaders, hsts=settings.http.hsts)
     for module in (health, catalog, reports, alerts, tasks, cases, feed, admin):
         app.include_router(module.router)
 

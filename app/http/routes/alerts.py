@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 
-from app.http import views
+from app.http import idempotency, views
 from app.http.bodies import read_json
 from app.http.deps import CurrentDevice, RuntimeDep, UnitOfWork
 from app.http.docs import errors
+from app.http.idempotency import IdempotencyKey, fingerprint
 from app.http.schemas import AlertAccepted, AlertCreate
 from app.intake.service import Location, submit_alert
 
@@ -23,6 +25,7 @@ async def alert_body(request: Request, _: CurrentDevice) -> AlertCreate:
 @router.post(
     "",
     status_code=202,
+    response_model=AlertAccepted,
     summary="Report an alert (header X-Device-Key); repeats join the device's open case",
     description="A repeat of an `external_id` already received answers with the first alert "
     "(`duplicate: true`) and stores nothing. `case_id` is null until the case is opened.",
@@ -41,7 +44,17 @@ async def create_alert(
     body: Annotated[AlertCreate, Depends(alert_body)],
     session: UnitOfWork,
     runtime: RuntimeDep,
-) -> AlertAccepted:
+    idempotency_key: IdempotencyKey = None,
+) -> AlertAccepted | JSONResponse:
+    claim = await idempotency.claim(
+        session,
+        f"device:{device.id}",
+        idempotency_key,
+        fingerprint("alert", body.model_dump(mode="json")),
+        runtime.clock.now(),
+    )
+    if claim.replay is not None:
+        return claim.replay
     accepted = await submit_alert(
         session,
         runtime.grids,
@@ -54,9 +67,11 @@ async def create_alert(
         observed_at=body.observed_at,
         confidence=body.confidence,
     )
-    return AlertAccepted(
+    answer = AlertAccepted(
         id=accepted.report_id,
         grid=views.grid_read(runtime.grids.index, accepted.grid.code),
         case_id=accepted.case_id,
         duplicate=not accepted.created,
     )
+    claim.complete(202, answer)
+    return answer

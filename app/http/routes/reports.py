@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.core.auth import Principal, Role
 from app.core.errors import Forbidden, ReportNotFound
@@ -15,7 +15,7 @@ from app.core.events import EventEnvelope
 from app.core.feed import FeedFilter
 from app.core.models import Report
 from app.core.photos import CheckedPhoto
-from app.http import views
+from app.http import idempotency, views
 from app.http.bodies import read_body, read_json
 from app.http.deps import (
     Reader,
@@ -26,6 +26,7 @@ from app.http.deps import (
     principal_from_token,
 )
 from app.http.docs import body_docs, errors
+from app.http.idempotency import IdempotencyKey, fingerprint
 from app.http.schemas import (
     FeedbackCreate,
     FeedbackResult,
@@ -53,14 +54,25 @@ ReportBody = Annotated[tuple[ReportCreate, list[CheckedPhoto]], Depends(report_b
 @router.post(
     "",
     status_code=201,
+    response_model=ReportAccepted,
     summary="Submit a report (resident token); JSON, or multipart with `report` and `photos`",
     responses=errors(400, 401, 403, 413, 415, 422),
     openapi_extra=body_docs("ReportCreate", "report"),
 )
 async def create_report(
-    resident: Resident, body: ReportBody, session: UnitOfWork, runtime: RuntimeDep
-) -> ReportAccepted:
+    resident: Resident,
+    body: ReportBody,
+    session: UnitOfWork,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> ReportAccepted | JSONResponse:
     report, photos = body
+    request = fingerprint("report", report.model_dump(mode="json"), [p.sha256 for p in photos])
+    claim = await idempotency.claim(
+        session, resident.actor, idempotency_key, request, runtime.clock.now()
+    )
+    if claim.replay is not None:
+        return claim.replay
     accepted = await submit_report(
         session,
         runtime.grids,
@@ -74,7 +86,7 @@ async def create_report(
         address=report.address,
         photos=photos,
     )
-    return ReportAccepted(
+    answer = ReportAccepted(
         id=accepted.report_id,
         status="received",
         category=accepted.category,
@@ -82,6 +94,8 @@ async def create_report(
         created_at=accepted.created_at,
         links=views.report_links(accepted.report_id),
     )
+    claim.complete(201, answer)
+    return answer
 
 
 async def _readable_report(session: Reader, report_id: str, who: Principal) -> Report:

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.auth import Principal
 from app.core.errors import Forbidden, TaskNotFound
 from app.core.models import Task
 from app.core.photos import CheckedPhoto
-from app.http import views
+from app.http import idempotency, views
 from app.http.bodies import MAX_JSON_BYTES, parse_json, read_body, read_json, read_limited
 from app.http.deps import CurrentWorker, Reader, RuntimeDep, UnitOfWork, WorkerPrincipal
 from app.http.docs import body_docs, errors
+from app.http.idempotency import IdempotencyKey, fingerprint
 from app.http.schemas import DeclineBody, LocationOnly, ResolveBody, TaskList, TaskRead
+from app.runtime import Runtime
 from dispatch import cases
 from geo import to_wgs84
 
@@ -73,16 +79,51 @@ async def resolve_body(
     )
 
 
-@router.post("/{task_id}/accept", summary="Accept an offered task", responses=ACTION_ERRORS)
+async def _act(
+    session: AsyncSession,
+    runtime: Runtime,
+    worker: Principal,
+    key: str | None,
+    request: tuple[Any, ...],
+    action: Callable[[], Awaitable[Task]],
+) -> TaskRead | JSONResponse:
+    """Run a worker action once per Idempotency-Key; a retry gets the first answer."""
+    claim = await idempotency.claim(
+        session, worker.actor, key, fingerprint(*request), runtime.clock.now()
+    )
+    if claim.replay is not None:
+        return claim.replay
+    answer = await views.task_view(session, await action())
+    claim.complete(200, answer)
+    return answer
+
+
+@router.post(
+    "/{task_id}/accept",
+    response_model=TaskRead,
+    summary="Accept an offered task",
+    responses=ACTION_ERRORS,
+)
 async def accept(
-    task_id: str, worker: WorkerPrincipal, session: UnitOfWork, runtime: RuntimeDep
-) -> TaskRead:
-    task = await cases.accept_task(session, runtime.ctx, task_id, worker.subject)
-    return await views.task_view(session, task)
+    task_id: str,
+    worker: WorkerPrincipal,
+    session: UnitOfWork,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> TaskRead | JSONResponse:
+    return await _act(
+        session,
+        runtime,
+        worker,
+        idempotency_key,
+        ("accept", task_id),
+        lambda: cases.accept_task(session, runtime.ctx, task_id, worker.subject),
+    )
 
 
 @router.post(
     "/{task_id}/decline",
+    response_model=TaskRead,
     summary="Decline an offered task (optional JSON `{reason}`); it goes to the next worker",
     responses=ACTION_ERRORS,
 )
@@ -92,13 +133,21 @@ async def decline(
     body: Annotated[DeclineBody, Depends(decline_body)],
     session: UnitOfWork,
     runtime: RuntimeDep,
-) -> TaskRead:
-    task = await cases.decline_task(session, runtime.ctx, task_id, worker.subject, body.reason)
-    return await views.task_view(session, task)
+    idempotency_key: IdempotencyKey = None,
+) -> TaskRead | JSONResponse:
+    return await _act(
+        session,
+        runtime,
+        worker,
+        idempotency_key,
+        ("decline", task_id, body.model_dump(mode="json")),
+        lambda: cases.decline_task(session, runtime.ctx, task_id, worker.subject, body.reason),
+    )
 
 
 @router.post(
     "/{task_id}/arrive",
+    response_model=TaskRead,
     summary="Mark arrival on site; refused beyond the arrival radius (200 m by default)",
     responses=ACTION_ERRORS,
 )
@@ -108,14 +157,22 @@ async def arrive(
     body: Annotated[LocationOnly, Depends(arrive_body)],
     session: UnitOfWork,
     runtime: RuntimeDep,
-) -> TaskRead:
+    idempotency_key: IdempotencyKey = None,
+) -> TaskRead | JSONResponse:
     lon, lat = to_wgs84(body.location.lon, body.location.lat, body.location.crs)
-    task = await cases.arrive(session, runtime.ctx, task_id, worker.subject, lon, lat)
-    return await views.task_view(session, task)
+    return await _act(
+        session,
+        runtime,
+        worker,
+        idempotency_key,
+        ("arrive", task_id, body.model_dump(mode="json")),
+        lambda: cases.arrive(session, runtime.ctx, task_id, worker.subject, lon, lat),
+    )
 
 
 @router.post(
     "/{task_id}/resolve",
+    response_model=TaskRead,
     summary="Resolve the task with a note; JSON, or multipart with `resolution` and `photos`",
     responses=ACTION_ERRORS,
     openapi_extra=body_docs("ResolveBody", "resolution"),
@@ -126,11 +183,16 @@ async def resolve(
     body: Annotated[tuple[ResolveBody, list[CheckedPhoto]], Depends(resolve_body)],
     session: UnitOfWork,
     runtime: RuntimeDep,
-) -> TaskRead:
+    idempotency_key: IdempotencyKey = None,
+) -> TaskRead | JSONResponse:
     resolution, photos = body
-    for photo in photos:
-        await asyncio.to_thread(runtime.photos.save, photo)
-    task = await cases.resolve(
-        session, runtime.ctx, task_id, worker.subject, resolution.note, photos
-    )
-    return await views.task_view(session, task)
+
+    async def resolve_it() -> Task:
+        for photo in photos:
+            await asyncio.to_thread(runtime.photos.save, photo)
+        return await cases.resolve(
+            session, runtime.ctx, task_id, worker.subject, resolution.note, photos
+        )
+
+    request = ("resolve", task_id, resolution.model_dump(mode="json"), [p.sha256 for p in photos])
+    return await _act(session, runtime, worker, idempotency_key, request, resolve_it)

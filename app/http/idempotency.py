@@ -1,0 +1,104 @@
+"""Idempotency-Key: a retried request gets the first answer, and nothing is done twice.
+
+A client (a resident's phone on a flaky network, a worker's app, a sensor) sends a unique
+`Idempotency-Key` with a request. The first request claims the key inside its own transaction
+(a row keyed by principal and key), does its work and records its answer in the same
+transaction. A retry with the same key and the same request gets that answer again, marked
+`Idempotent-Replayed: true`, and writes nothing; the same key with a different request is
+refused with 422 `idempotency_key_reused`. Two copies arriving at once: the second waits on the
+first's row (PostgreSQL's unique index; SQLite's single writer) and then replays it.
+Keys are kept as long as done outbox rows (`bus.outbox_keep_s`, a day by default).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Header
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import AppError
+from app.core.models import IdempotencyRecord
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="A unique key per logical request (e.g. a UUID); a retry with the same key "
+        "gets the first answer and changes nothing.",
+    ),
+]
+
+
+class IdempotencyKeyReused(AppError):
+    status, code = 422, "idempotency_key_reused"
+
+
+class IdempotencyInFlight(AppError):
+    status, code = 409, "idempotency_key_in_flight"
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable hash of what the request asks for (not of its bytes: multipart boundaries vary)."""
+    text = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class Claim:
+    """Either a replay of the first answer, or the row this request must complete."""
+
+    replay: JSONResponse | None
+    record: IdempotencyRecord | None
+
+    def complete(self, status: int, answer: BaseModel) -> None:
+        if self.record is not None:
+            self.record.status = status
+            self.record.body = answer.model_dump(mode="json")
+
+
+def _answer(record: IdempotencyRecord, request_hash: str) -> JSONResponse:
+    if record.request_hash != request_hash:
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was used for a different request; use a new key"
+        )
+    if record.status == 0 or record.body is None:
+        raise IdempotencyInFlight("the first request with this key is still in progress")
+    return JSONResponse(
+        record.body, status_code=record.status, headers={"Idempotent-Replayed": "true"}
+    )
+
+
+async def claim(
+    session: AsyncSession, principal: str, key: str | None, request_hash: str, now: datetime
+) -> Claim:
+    """Claim `key` for this request in the open transaction, or return the first answer."""
+    if key is None:
+        return Claim(None, None)
+    found = await session.get(IdempotencyRecord, (principal, key))
+    if found is not None:
+        return Claim(_answer(found, request_hash), None)
+    record = IdempotencyRecord(
+        principal=principal, key=key, request_hash=request_hash, status=0, body=None, created_at=now
+    )
+    try:
+        async with session.begin_nested():
+            session.add(record)
+            await session.flush()
+    except IntegrityError:
+        # Another request with this key committed first: answer as it did.
+        found = await session.get(IdempotencyRecord, (principal, key), populate_existing=True)
+        if found is None:
+            raise
+        return Claim(_answer(found, request_hash), None)
+    return Claim(None, record)
