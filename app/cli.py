@@ -241,6 +241,27 @@ def cmd_grids_import(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from app.core.audit import describe, verify
+
+    settings = _settings()
+
+    async def run() -> int:
+        async with _database(settings) as db, db.reader() as session:
+            result = await verify(session, settings.audit_key())
+        problems = result.problems or []
+        if args.json:
+            print(json.dumps(describe(result), ensure_ascii=False, indent=2))
+        else:
+            for problem in problems:
+                print(f"{problem.kind}: {problem.message}")
+            verdict = "intact" if not problems else f"{len(problems)} problem(s)"
+            print(f"gridflow: {result.cases} cases, {result.events} events checked: {verdict}")
+        return 1 if problems else 0
+
+    return asyncio.run(run())
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from app.demo import run_demo
 
@@ -321,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-gaps", action="store_true", help="accept gaps inside the service area (warned)"
     )
     imp.set_defaults(func=cmd_grids_import)
+
+    audit = sub.add_parser("audit", help="the tamper-evident case history").add_subparsers(
+        dest="action", required=True
+    )
+    check = audit.add_parser("verify", help="check every case's chain; exit 1 on any problem")
+    check.add_argument("--json", action="store_true", help="the report as JSON")
+    check.set_defaults(func=cmd_audit_verify)
 
     demo = sub.add_parser("demo", help="drive simulated residents, sensors and workers")
     demo.add_argument("--url", default="http://127.0.0.1:8000")

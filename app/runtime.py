@@ -41,6 +41,7 @@ class Runtime:
             echo=s.db.echo,
             pool_size=s.db.pool_size,
             serialize_writes=embedded,
+            audit_key=s.audit_key(),
         )
         self.bus: Bus = (
             EmbeddedBus(self.db, s.bus.poll_interval_s) if embedded else KafkaBus(s.kafka)

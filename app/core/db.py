@@ -29,6 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 OUTBOX_CHANNEL = "gridflow_outbox"
+AUDIT_KEY = "gridflow.audit_key"  # session.info: the key case events are sealed with
 BEFORE_COMMIT = "gridflow.before_commit"  # session.info: async hooks run just before commit
 OUTBOX_WRITTEN = "gridflow.outbox_written"  # session.info flag: this transaction wrote outbox rows
 
@@ -44,7 +45,13 @@ async def _before_commit(session: AsyncSession) -> None:
 
 class Database:
     def __init__(
-        self, url: str, *, echo: bool = False, pool_size: int = 10, serialize_writes: bool = False
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        pool_size: int = 10,
+        serialize_writes: bool = False,
+        audit_key: bytes | None = None,
     ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
@@ -63,7 +70,11 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+        # Sessions carry the key that seals case events (app/core/audit.py).
+        info = {AUDIT_KEY: audit_key} if audit_key else {}
+        self.sessions = async_sessionmaker(
+            self.engine, expire_on_commit=False, autoflush=True, info=info
+        )
         self._write_lock = asyncio.Lock()
         self._after_commit: list[Callable[[], None]] = []
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import topics
+from app.core.audit import seal
 from app.core.db import BEFORE_COMMIT, mark_outbox_written
 from app.core.models import Case, CaseEvent, OutboxMessage
 
@@ -103,6 +104,7 @@ async def append_case_event(
         category=case.category,
         data=data or {},
     )
+    seal(session, case, row)
     session.add(row)
     pending: list[CaseEvent] | None = session.info.get(PENDING_EVENTS)
     if pending is None:

@@ -177,6 +177,7 @@ class Case(Base):
     source_device_id: Mapped[str | None] = mapped_column(String(64))
     assignee_worker_id: Mapped[str | None] = mapped_column(String(64))
     seq: Mapped[int] = mapped_column(Integer, default=0)
+    head_hash: Mapped[str | None] = mapped_column(String(64))  # the newest event's hash
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
@@ -231,6 +232,8 @@ class CaseEvent(Base):
     grid_code: Mapped[str] = mapped_column(String(20))
     category: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str | None] = mapped_column(String(64))  # see app/core/audit.py
+    hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class Feedback(Base):

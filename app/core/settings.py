@@ -5,6 +5,8 @@ Nothing reads settings at import time: `Settings()` is built in main() or create
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -81,6 +83,11 @@ class AuthSettings(BaseModel):
         default=None,
         description="HS256 signing secret. Unset in development: generated once into "
         "<data_dir>/jwt-secret. Required outside development.",
+    )
+    audit_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the tamper-evident case history (HMAC-SHA256). Unset: derived from "
+        "the signing secret; set it on its own so that secret can be rotated.",
     )
     issuer: str = "gridflow"
     audience: str = "gridflow"
@@ -177,6 +184,16 @@ class Settings(BaseSettings):
     @property
     def photo_dir(self) -> Path:
         return self.data_dir / "photos"
+
+    def audit_key(self) -> bytes:
+        """The key case events are sealed with (see app/core/audit.py)."""
+        if self.auth.audit_key is not None:
+            value = self.auth.audit_key.get_secret_value()
+            if len(value) < 32:
+                raise ValueError("GRIDFLOW_AUTH__AUDIT_KEY must be at least 32 characters")
+            return value.encode()
+        derived = hmac.new(self.jwt_secret().encode(), b"gridflow audit chain", hashlib.sha256)
+        return derived.hexdigest().encode()
 
     def jwt_secret(self) -> str:
         """The signing secret; in development, created once under data_dir and reused."""

@@ -1,0 +1,169 @@
+"""The tamper-evident case history.
+
+Every case event carries `prev_hash` (the hash of the event before it in the same case, or
+GENESIS) and `hash` = HMAC-SHA256 under the audit key over the previous hash and the event's
+content; the case row keeps the newest hash as `head_hash`. So an edited event no longer matches
+its hash, a deleted or inserted one breaks the links or the numbering, and a dropped last event
+no longer matches the case's head. The key is not in the database: someone who can write the
+tables but does not hold the key cannot forge a consistent chain.
+
+`gridflow audit verify` walks every case and names each event at fault.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.db import AUDIT_KEY
+from app.core.models import Case, CaseEvent
+
+GENESIS = "0" * 64
+
+
+def chain_hash(key: bytes, prev: str, event: CaseEvent) -> str:
+    content = [
+        prev,
+        event.event_id,
+        event.case_id,
+        event.seq,
+        event.type,
+        event.version,
+        event.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        event.actor,
+        event.grid_code,
+        event.category,
+        event.data,
+    ]
+    text = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def seal(session: AsyncSession, case: Case, event: CaseEvent) -> None:
+    """Link `event` after the case's newest event and make it the case's head."""
+    key: bytes | None = session.info.get(AUDIT_KEY)
+    if key is None:
+        raise RuntimeError("this database has no audit key: case events cannot be sealed")
+    event.prev_hash = case.head_hash or GENESIS
+    event.hash = chain_hash(key, event.prev_hash, event)
+    case.head_hash = event.hash
+
+
+@dataclass(frozen=True)
+class AuditProblem:
+    case_id: str
+    seq: int | None
+    event_id: str | None
+    kind: str  # edited, broken_link, missing, inserted, head_mismatch, unsealed
+    message: str
+
+
+@dataclass
+class AuditResult:
+    cases: int = 0
+    events: int = 0
+    problems: list[AuditProblem] | None = None
+
+
+def check_case(key: bytes, case: Case, events: list[CaseEvent]) -> list[AuditProblem]:
+    problems: list[AuditProblem] = []
+
+    def problem(kind: str, event: CaseEvent | None, message: str) -> None:
+        problems.append(
+            AuditProblem(
+                case.id,
+                event.seq if event else None,
+                event.event_id if event else None,
+                kind,
+                f"case {case.id}"
+                + (f" event {event.seq} ({event.type})" if event else "")
+                + f": {message}",
+            )
+        )
+
+    prev = GENESIS
+    expected_seq = 1
+    for event in events:
+        if event.hash is None or event.prev_hash is None:
+            problem("unsealed", event, "carries no hash")
+            prev = GENESIS
+            expected_seq = event.seq + 1
+            continue
+        if event.seq > expected_seq:
+            for missing in range(expected_seq, event.seq):
+                problems.append(
+                    AuditProblem(
+                        case.id,
+                        missing,
+                        None,
+                        "missing",
+                        f"case {case.id} event {missing}: missing (deleted)",
+                    )
+                )
+        if event.seq > case.seq:
+            problem("inserted", event, f"is beyond the case's last event ({case.seq}): inserted")
+        if event.prev_hash != prev:
+            problem("broken_link", event, "does not follow the event before it in the chain")
+        if chain_hash(key, event.prev_hash, event) != event.hash:
+            problem("edited", event, "its content does not match its hash: edited")
+        prev = event.hash
+        expected_seq = event.seq + 1
+    if expected_seq <= case.seq:
+        for missing in range(expected_seq, case.seq + 1):
+            problems.append(
+                AuditProblem(
+                    case.id, missing, None, "missing", f"case {case.id} event {missing}: missing"
+                )
+            )
+    if events and case.head_hash != events[-1].hash:
+        problem("head_mismatch", None, "the newest event is not the one the case was sealed with")
+    return problems
+
+
+async def _cases(session: AsyncSession, batch: int = 500) -> AsyncIterator[Case]:
+    after = ""
+    while True:
+        rows = list(
+            await session.scalars(
+                select(Case).where(Case.id > after).order_by(Case.id).limit(batch)
+            )
+        )
+        for case in rows:
+            yield case
+        if len(rows) < batch:
+            return
+        after = rows[-1].id
+
+
+async def verify(session: AsyncSession, key: bytes) -> AuditResult:
+    """Check every case's chain; the result names every event at fault."""
+    result = AuditResult(problems=[])
+    assert result.problems is not None
+    async for case in _cases(session):
+        events = list(
+            await session.scalars(
+                select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.seq)
+            )
+        )
+        result.cases += 1
+        result.events += len(events)
+        result.problems += check_case(key, case, events)
+    return result
+
+
+def describe(result: AuditResult) -> dict[str, Any]:
+    problems = result.problems or []
+    return {
+        "cases": result.cases,
+        "events": result.events,
+        "problems": [p.__dict__ for p in problems],
+        "checked_at": datetime.now(UTC).isoformat(),
+    }
