@@ -4,7 +4,8 @@ A photo is accepted only if its bytes decode as JPEG, PNG or WebP (the file name
 type are ignored), it is within the byte limit, and its pixel count is within the limit, checked
 from the header before any decoding (a defence against decompression bombs). Files are stored
 under their SHA-256, so a retried upload writes nothing new and a file left by a failed
-transaction is harmless.
+transaction is harmless. Metadata (EXIF with GPS, XMP, IPTC, text chunks) is stripped before
+anything is stored (`app/core/metadata.py`); the stored bytes, and so the hash, are the clean ones.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from app.core import metadata
 from app.core.errors import InvalidPhoto, PayloadTooLarge
 
 FORMATS = {
@@ -60,6 +62,10 @@ def check_photo(data: bytes, *, name: str, max_bytes: int, max_pixels: int) -> C
                         f"photo {name!r} has {width}x{height} pixels; the limit is {max_pixels}"
                     )
                 img.load()  # decode fully: a truncated or corrupt file fails here
+                orientation = img.getexif().get(0x0112)
+        clean = metadata.strip(data, fmt, orientation if isinstance(orientation, int) else None)
+        with Image.open(io.BytesIO(clean)) as img:  # what is stored must still decode
+            img.load()
     except InvalidPhoto:
         raise
     except (
@@ -68,10 +74,10 @@ def check_photo(data: bytes, *, name: str, max_bytes: int, max_pixels: int) -> C
         Image.DecompressionBombWarning,
     ) as exc:
         raise InvalidPhoto(f"photo {name!r} is not a readable image") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError) as exc:  # metadata.Malformed is a ValueError
         raise InvalidPhoto(f"photo {name!r} could not be decoded: {exc}") from exc
     content_type, ext = FORMATS[fmt]
-    return CheckedPhoto(data, hashlib.sha256(data).hexdigest(), content_type, ext, width, height)
+    return CheckedPhoto(clean, hashlib.sha256(clean).hexdigest(), content_type, ext, width, height)
 
 
 class PhotoStore:

@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.core.clock import Clock, SystemClock
 from app.core.settings import Settings
 from app.http import errors
-from app.http.routes import admin, alerts, cases, catalog, feed, health, reports, tasks
+from app.http.routes import admin, alerts, cases, catalog, feed, health, photos, reports, tasks
 from app.http.schemas import (
     AlertCreate,
     FeedbackCreate,
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             max_age=600,
         )
     app.add_middleware(SecurityHeaders, hsts=settings.http.hsts)
-    for module in (health, catalog, reports, alerts, tasks, cases, feed, admin):
+    for module in (health, catalog, reports, alerts, tasks, cases, feed, photos, admin):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

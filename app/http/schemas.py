@@ -143,6 +143,7 @@ class ReportRead(BaseModel):
     assignee: Assignee | None
     deadlines: Deadlines
     photos: int
+    photo_urls: list[str] = Field(description="each photo, for those allowed to see it")
     feedback_given: bool
     timeline: list[TimelineEntry]
     links: dict[str, str]
@@ -188,6 +189,7 @@ class TaskRead(BaseModel):
     resolved_at: datetime | None
     deadlines: Deadlines
     escalation_level: int
+    photo_urls: list[str] = Field(description="the residents' photos of the case")
 
 
 class TaskList(BaseModel):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.auth import Principal, Role
 from app.core.models import (
     Case,
     CaseEvent,
@@ -74,6 +75,39 @@ def grid_read(index: GridIndex | None, code: str) -> GridRead:
     )
 
 
+async def photo_urls(session: AsyncSession, which: ColumnElement[bool]) -> list[str]:
+    ids = await session.scalars(select(Photo.id).where(which).order_by(Photo.created_at, Photo.id))
+    return [f"/v1/photos/{i}" for i in ids]
+
+
+async def may_see_photo(session: AsyncSession, photo: Photo, who: Principal) -> bool:
+    """Residents their own reports' photos and the resolution photos of their cases; workers
+    the photos of cases they hold or held a task for; operators and admins all."""
+    if who.role in (Role.OPERATOR, Role.ADMIN):
+        return True
+    if photo.report_id is not None:
+        report = await session.get(Report, photo.report_id)
+        case_id = report.case_id if report else None
+        if who.role is Role.RESIDENT:
+            return report is not None and report.reporter_id == who.subject
+    else:
+        task = await session.get(Task, photo.task_id) if photo.task_id else None
+        case_id = task.case_id if task else None
+        if who.role is Role.RESIDENT:
+            mine = await session.scalar(
+                select(Report.id).where(
+                    Report.case_id == case_id, Report.reporter_id == who.subject
+                )
+            )
+            return case_id is not None and mine is not None
+    if who.role is Role.WORKER and case_id is not None:
+        held = await session.scalar(
+            select(Task.id).where(Task.case_id == case_id, Task.worker_id == who.subject)
+        )
+        return held is not None
+    return False
+
+
 def report_links(report_id: str) -> dict[str, str]:
     base = f"/v1/reports/{report_id}"
     return {"self": base, "events": f"{base}/events", "feedback": f"{base}/feedback"}
@@ -136,9 +170,7 @@ async def report_view(
                 assignee = Assignee(display_name=worker.name)
         dl = await deadlines(session, case.id)
         events = await timeline(session, case.id, for_resident=for_resident)
-    photos = await session.scalar(
-        select(func.count()).select_from(Photo).where(Photo.report_id == report.id)
-    )
+    photos = await photo_urls(session, Photo.report_id == report.id)
     feedback = await session.scalar(select(Feedback.id).where(Feedback.report_id == report.id))
     return ReportRead(
         id=report.id,
@@ -152,7 +184,8 @@ async def report_view(
         escalation_level=case.escalation_level if case else 0,
         assignee=assignee,
         deadlines=dl,
-        photos=int(photos or 0),
+        photos=len(photos),
+        photo_urls=photos,
         feedback_given=feedback is not None,
         timeline=events,
         links=report_links(report.id),
@@ -164,6 +197,9 @@ async def task_view(session: AsyncSession, task: Task) -> TaskRead:
     assert case is not None
     first = await session.scalar(
         select(Report).where(Report.case_id == case.id).order_by(Report.created_at).limit(1)
+    )
+    photos = await photo_urls(
+        session, Photo.report_id.in_(select(Report.id).where(Report.case_id == case.id))
     )
     return TaskRead(
         id=task.id,
@@ -181,6 +217,7 @@ async def task_view(session: AsyncSession, task: Task) -> TaskRead:
         resolved_at=task.resolved_at,
         deadlines=await deadlines(session, case.id),
         escalation_level=case.escalation_level,
+        photo_urls=photos,
     )
 
 

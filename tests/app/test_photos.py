@@ -1,7 +1,9 @@
+import hashlib
 import io
+import random
 
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from app.core.errors import InvalidPhoto, PayloadTooLarge
 from app.core.photos import PhotoStore, check_photo
@@ -55,3 +57,52 @@ def test_store_is_content_addressed(tmp_path) -> None:  # type: ignore[no-untype
     assert store.save(photo) == first
     assert first.read_bytes() == photo.data
     assert first.name.startswith(photo.sha256)
+
+
+def tagged_photo(fmt: str) -> bytes:
+    """A photo as a phone writes it: GPS position, camera, time, orientation, a comment."""
+    rng = random.Random(3)
+    img = Image.new("RGB", (48, 32))
+    img.putdata(
+        [(rng.randrange(256), rng.randrange(256), rng.randrange(256)) for _ in range(48 * 32)]
+    )
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"  # Make
+    exif[0x0110] = "Model X"  # Model
+    exif[0x0132] = "2026:11:28 07:00:00"  # DateTime
+    exif[0x0112] = 6  # Orientation: rotate 90° to show
+    gps = exif.get_ifd(0x8825)
+    gps.update({1: "N", 2: (30.0, 15.0, 27.5), 3: "E", 4: (120.0, 9.0, 11.2)})
+    buf = io.BytesIO()
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Comment", "taken at home, Building 3")
+        img.save(buf, format="PNG", exif=exif, pnginfo=info)
+    else:
+        img.save(buf, format=fmt, exif=exif, quality=95, lossless=fmt == "WEBP")
+    data = buf.getvalue()
+    assert b"PhoneMaker" in data
+    return data
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_metadata_is_stripped_and_pixels_are_kept(fmt: str) -> None:
+    original = tagged_photo(fmt)
+    photo = check_photo(original, name="p", **LIMITS)
+    assert b"PhoneMaker" not in photo.data and b"Model X" not in photo.data
+    assert b"Building 3" not in photo.data
+    with Image.open(io.BytesIO(photo.data)) as clean, Image.open(io.BytesIO(original)) as raw:
+        exif = clean.getexif()
+        assert not exif.get_ifd(0x8825)  # no GPS
+        assert set(exif) <= {0x0112}  # at most the orientation
+        if fmt == "JPEG":
+            assert exif.get(0x0112) == 6  # still shown the right way up
+        assert clean.tobytes() == raw.tobytes()  # not re-encoded: the same pixels
+    assert hashlib.sha256(photo.data).hexdigest() == photo.sha256
+
+
+def test_a_broken_container_is_refused() -> None:
+    data = bytearray(tagged_photo("JPEG"))
+    data[4:6] = b"\xff\xff"  # the first segment's length now runs past the end
+    with pytest.raises(InvalidPhoto):
+        check_photo(bytes(data), name="bad.jpg", **LIMITS)
