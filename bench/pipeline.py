@@ -273,6 +273,7 @@ async def main() -> int:
         "GRIDFLOW_KAFKA__BOOTSTRAP_SERVERS": kafka,
         "GRIDFLOW_KAFKA__TOPIC_PREFIX": f"{name}.",
         "GRIDFLOW_ENV": "development",
+        "GRIDFLOW_LIMITS__ENABLED": "false",  # a load test is one client sending a lot
     }
     procs: list[subprocess.Popen[bytes]] = []
     result: dict[str, Any] = {

@@ -53,6 +53,12 @@ class InvalidTransition(AppError):
     status, code = 409, "invalid_transition"
 
 
+class RateLimited(AppError):
+    """The principal's or address's budget is spent; `retry_after_s` says when to come back."""
+
+    status, code = 429, "rate_limited"
+
+
 class PayloadTooLarge(AppError):
     status, code = 413, "payload_too_large"
 

@@ -141,6 +141,38 @@ class HttpSettings(BaseModel):
     )
 
 
+class Bucket(BaseModel):
+    per_minute: float = Field(gt=0, description="tokens added per minute")
+    burst: int = Field(gt=0, description="the most tokens a bucket holds")
+
+
+class LimitSettings(BaseModel):
+    enabled: bool = True
+    per_address: Bucket = Field(
+        default=Bucket(per_minute=1200, burst=300),
+        description="Every request from one client address.",
+    )
+    reports: Bucket = Field(
+        default=Bucket(per_minute=10, burst=10), description="Reports and feedback per resident."
+    )
+    worker_actions: Bucket = Field(
+        default=Bucket(per_minute=120, burst=30), description="Task actions per worker."
+    )
+    alerts: Bucket = Field(
+        default=Bucket(per_minute=600, burst=120),
+        description="Alerts per sensor: their own budget, apart from people's.",
+    )
+    reads: Bucket = Field(
+        default=Bucket(per_minute=600, burst=120), description="Reads per principal."
+    )
+    admin: Bucket = Field(default=Bucket(per_minute=30, burst=10), description="Per admin.")
+    trust_forwarded_for: bool = Field(
+        default=False,
+        description="Take the client address from X-Forwarded-For (only behind a proxy that "
+        "sets it).",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GRIDFLOW_", env_nested_delimiter="__", extra="ignore"
@@ -176,6 +208,7 @@ class Settings(BaseSettings):
     intake: IntakeSettings = IntakeSettings()
     geo: GeoSettings = GeoSettings()
     http: HttpSettings = HttpSettings()
+    limits: LimitSettings = LimitSettings()
 
     @property
     def database_url(self) -> str:

@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.core.clock import Clock, SystemClock
 from app.core.settings import Settings
 from app.http import errors
+from app.http.ratelimit import AddressLimit, TokenBuckets
 from app.http.routes import admin, alerts, cases, catalog, feed, health, photos, reports, tasks
 from app.http.schemas import (
     AlertCreate,
@@ -63,6 +64,14 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
             expose_headers=["Retry-After", "Idempotent-Replayed"],
             max_age=600,
+        )
+    app.state.buckets = buckets = TokenBuckets()
+    if settings.limits.enabled:
+        app.add_middleware(
+            AddressLimit,
+            buckets=buckets,
+            bucket=settings.limits.per_address,
+            trust_forwarded=settings.limits.trust_forwarded_for,
         )
     app.add_middleware(SecurityHeaders, hsts=settings.http.hsts)
     for module in (health, catalog, reports, alerts, tasks, cases, feed, photos, admin):

@@ -8,8 +8,9 @@ order, so a slow upload never holds the database's write lock.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -17,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.auth import Principal, Role, hash_device_key, verify_token
-from app.core.errors import Forbidden, Unauthorized
+from app.core.errors import Forbidden, RateLimited, Unauthorized
 from app.core.models import Device, Worker
 from app.runtime import Runtime
 
@@ -109,3 +110,34 @@ async def get_device(
 
 
 CurrentDevice = Annotated[Device, Depends(get_device)]
+
+
+LimitKind = Literal["reports", "worker_actions", "reads", "admin"]
+
+
+def limit(kind: LimitKind) -> Any:
+    """A route dependency: take one token from the principal's budget for `kind`."""
+
+    def check(request: Request, runtime: RuntimeDep, who: CurrentPrincipal) -> None:
+        _take(request, runtime, kind, who.actor)
+
+    return Depends(check)
+
+
+def _take(request: Request, runtime: Runtime, kind: str, who: str) -> None:
+    limits = runtime.settings.limits
+    if not limits.enabled:
+        return
+    wait = request.app.state.buckets.take(f"{kind}:{who}", getattr(limits, kind))
+    if wait:
+        raise RateLimited(
+            f"too many {kind.replace('_', ' ')} requests; retry later",
+            retry_after_s=max(1, math.ceil(wait)),
+        )
+
+
+def _device_limit(request: Request, runtime: RuntimeDep, device: CurrentDevice) -> None:
+    _take(request, runtime, "alerts", f"device:{device.id}")
+
+
+DeviceLimit = Depends(_device_limit)

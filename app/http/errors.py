@@ -51,7 +51,10 @@ def _clean(errors: list[Any]) -> list[dict[str, Any]]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.detail, **exc.extra)
+        response = error_response(exc.status, exc.code, exc.detail, **exc.extra)
+        if exc.status == 429:
+            response.headers["Retry-After"] = str(exc.extra.get("retry_after_s", 1))
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from app.core.errors import AppError
 from app.core.grids import import_grid_set, import_rules
 from app.http.bodies import read_limited
-from app.http.deps import Admin, RuntimeDep
+from app.http.deps import Admin, RuntimeDep, limit
 from app.http.docs import errors
 from app.http.schemas import GridSetImported
 
@@ -46,6 +46,7 @@ _BODY = {
 
 @router.put(
     "/grids",
+    dependencies=[limit("admin")],
     summary="Replace the grid set: validate everything, then swap it in as a new version",
     description="The body is a GeoJSON FeatureCollection of every grid (district, street, "
     "community, unit); each feature's properties carry `code`, `level`, `name`, `parent` and "

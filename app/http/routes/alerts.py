@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from app.http import idempotency, views
 from app.http.bodies import read_json
-from app.http.deps import CurrentDevice, RuntimeDep, UnitOfWork
+from app.http.deps import CurrentDevice, DeviceLimit, RuntimeDep, UnitOfWork
 from app.http.docs import errors
 from app.http.idempotency import IdempotencyKey, fingerprint
 from app.http.schemas import AlertAccepted, AlertCreate
@@ -24,6 +24,7 @@ async def alert_body(request: Request, _: CurrentDevice) -> AlertCreate:
 
 @router.post(
     "",
+    dependencies=[DeviceLimit],
     status_code=202,
     response_model=AlertAccepted,
     summary="Report an alert (header X-Device-Key); repeats join the device's open case",

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from app.core.errors import CaseNotFound
 from app.core.models import Case
 from app.http import views
-from app.http.deps import Operator, Reader, RuntimeDep
+from app.http.deps import Operator, Reader, RuntimeDep, limit
 from app.http.docs import errors
 from app.http.schemas import CasePage, CaseRead
 
@@ -18,6 +18,7 @@ router = APIRouter(prefix="/v1/cases", tags=["operations"])
 
 @router.get(
     "",
+    dependencies=[limit("reads")],
     summary="Cases, newest first (operator token)",
     description="`overdue=true`: open cases with an on-site or close deadline already passed.",
     responses=errors(401, 403),
@@ -50,6 +51,7 @@ async def list_cases(
 
 @router.get(
     "/{case_id}",
+    dependencies=[limit("reads")],
     summary="One case with its assignee, task, SLA deadlines, timers and timeline",
     responses=errors(401, 403, 404),
 )

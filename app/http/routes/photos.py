@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from app.core.errors import Forbidden, NotFound
 from app.core.models import Photo
 from app.http import views
-from app.http.deps import CurrentPrincipal, Reader, RuntimeDep
+from app.http.deps import CurrentPrincipal, Reader, RuntimeDep, limit
 from app.http.docs import errors
 
 router = APIRouter(prefix="/v1/photos", tags=["photos"])
@@ -24,6 +24,7 @@ class PhotoNotFound(NotFound):
 
 @router.get(
     "/{photo_id}",
+    dependencies=[limit("reads")],
     summary="A photo's bytes (metadata already stripped), for those allowed to see it",
     response_class=Response,
     responses={

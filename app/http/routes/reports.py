@@ -23,6 +23,7 @@ from app.http.deps import (
     Resident,
     RuntimeDep,
     UnitOfWork,
+    limit,
     principal_from_token,
 )
 from app.http.docs import body_docs, errors
@@ -53,6 +54,7 @@ ReportBody = Annotated[tuple[ReportCreate, list[CheckedPhoto]], Depends(report_b
 
 @router.post(
     "",
+    dependencies=[limit("reports")],
     status_code=201,
     response_model=ReportAccepted,
     summary="Submit a report (resident token); JSON, or multipart with `report` and `photos`",
@@ -109,6 +111,7 @@ async def _readable_report(session: Reader, report_id: str, who: Principal) -> R
 
 @router.get(
     "/{report_id}",
+    dependencies=[limit("reads")],
     summary="A report's status, grid, assignee, deadlines and timeline (owner or operator)",
     responses=errors(401, 403, 404),
 )
@@ -188,6 +191,7 @@ async def feedback_body(request: Request, _: Resident) -> FeedbackCreate:
 
 @router.post(
     "/{report_id}/feedback",
+    dependencies=[limit("reports")],
     summary="Rate a resolved case: satisfied closes it, not satisfied reopens it",
     responses=errors(400, 401, 403, 404, 409, 413, 422),
     openapi_extra={

@@ -17,7 +17,14 @@ from app.core.models import Task
 from app.core.photos import CheckedPhoto
 from app.http import idempotency, views
 from app.http.bodies import MAX_JSON_BYTES, parse_json, read_body, read_json, read_limited
-from app.http.deps import CurrentWorker, Reader, RuntimeDep, UnitOfWork, WorkerPrincipal
+from app.http.deps import (
+    CurrentWorker,
+    Reader,
+    RuntimeDep,
+    UnitOfWork,
+    WorkerPrincipal,
+    limit,
+)
 from app.http.docs import body_docs, errors
 from app.http.idempotency import IdempotencyKey, fingerprint
 from app.http.schemas import DeclineBody, LocationOnly, ResolveBody, TaskList, TaskRead
@@ -31,6 +38,7 @@ ACTION_ERRORS = errors(400, 401, 403, 404, 409, 413, 422)
 
 @router.get(
     "",
+    dependencies=[limit("reads")],
     summary="The worker's active tasks; with `wait`, long-poll until an offer arrives",
     description="Answers at once if a task is on offer to the worker. Otherwise waits up to "
     "`wait` seconds for a new offer, then answers with the active tasks (possibly none).",
@@ -52,7 +60,12 @@ async def list_tasks(
     return TaskList(tasks=tasks)
 
 
-@router.get("/{task_id}", summary="One of the worker's tasks", responses=errors(401, 403, 404))
+@router.get(
+    "/{task_id}",
+    dependencies=[limit("reads")],
+    summary="One of the worker's tasks",
+    responses=errors(401, 403, 404),
+)
 async def read_task(task_id: str, worker: WorkerPrincipal, session: Reader) -> TaskRead:
     task = await session.get(Task, task_id)
     if task is None:
@@ -100,6 +113,7 @@ async def _act(
 
 @router.post(
     "/{task_id}/accept",
+    dependencies=[limit("worker_actions")],
     response_model=TaskRead,
     summary="Accept an offered task",
     responses=ACTION_ERRORS,
@@ -123,6 +137,7 @@ async def accept(
 
 @router.post(
     "/{task_id}/decline",
+    dependencies=[limit("worker_actions")],
     response_model=TaskRead,
     summary="Decline an offered task (optional JSON `{reason}`); it goes to the next worker",
     responses=ACTION_ERRORS,
@@ -147,6 +162,7 @@ async def decline(
 
 @router.post(
     "/{task_id}/arrive",
+    dependencies=[limit("worker_actions")],
     response_model=TaskRead,
     summary="Mark arrival on site; refused beyond the arrival radius (200 m by default)",
     responses=ACTION_ERRORS,
@@ -172,6 +188,7 @@ async def arrive(
 
 @router.post(
     "/{task_id}/resolve",
+    dependencies=[limit("worker_actions")],
     response_model=TaskRead,
     summary="Resolve the task with a note; JSON, or multipart with `resolution` and `photos`",
     responses=ACTION_ERRORS,

@@ -1,0 +1,103 @@
+"""Rate limits: token buckets per principal and per address, 429 with Retry-After."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.core.clock import ManualClock
+from app.core.settings import Bucket
+from app.http.ratelimit import TokenBuckets
+from tests.app.test_alerts import alert
+from tests.harness import CITY_POINT, Harness, copy_data, make_settings
+
+SLOW = {"per_minute": 0.01, "burst": 3}  # three, then one every 100 minutes
+REPORT = {"category": "garbage_overflow", "location": CITY_POINT}
+
+
+@pytest.fixture
+async def limited(
+    tmp_path: Path, template_data: Path, database_url: str | None
+) -> AsyncIterator[Harness]:
+    data = tmp_path / "data"
+    copy_data(template_data, data)
+    limits: dict[str, Any] = {
+        "enabled": True,
+        "reports": SLOW,
+        "alerts": {"per_minute": 0.01, "burst": 5},
+        "per_address": {"per_minute": 0.01, "burst": 40},
+    }
+    h = Harness(make_settings(data, database_url, limits=limits), ManualClock())
+    await h.start()
+    try:
+        yield h
+    finally:
+        await h.stop()
+
+
+async def test_a_resident_over_budget_gets_429_with_retry_after(limited: Harness) -> None:
+    h = limited
+    for _ in range(3):
+        r = await h.client.post("/v1/reports", json=REPORT, headers=h.auth("resident", "spam"))
+        assert r.status_code == 201
+    before = await h.counts()
+    r = await h.client.post("/v1/reports", json=REPORT, headers=h.auth("resident", "spam"))
+    assert r.status_code == 429 and r.json()["error"] == "rate_limited"
+    assert int(r.headers["retry-after"]) >= 60 * 60  # ~100 minutes for the next token
+    assert (await h.counts())["reports"] == before["reports"]  # nothing written
+    # Another resident has a budget of their own; reading is a different budget.
+    r = await h.client.post("/v1/reports", json=REPORT, headers=h.auth("resident", "calm"))
+    assert r.status_code == 201
+    r = await h.client.get("/v1/cases", headers=h.auth("operator", "ops"))
+    assert r.status_code == 200
+
+
+async def test_sensors_have_their_own_budget(limited: Harness) -> None:
+    h = limited
+    key = {"X-Device-Key": h.device_key("cam-002")}
+    codes = [
+        (await h.client.post("/v1/alerts", json=alert(f"e{n}"), headers=key)).status_code
+        for n in range(6)
+    ]
+    assert codes == [202] * 5 + [429]
+    other = {"X-Device-Key": h.device_key("cam-003")}
+    r = await h.client.post("/v1/alerts", json=alert("x", category="street_vending"), headers=other)
+    assert r.status_code == 202
+    # The residents' budget is untouched by the sensors.
+    r = await h.client.post("/v1/reports", json=REPORT, headers=h.auth("resident", "r1"))
+    assert r.status_code == 201
+
+
+async def test_one_address_has_one_budget_over_everything(limited: Harness) -> None:
+    h = limited
+    statuses = [(await h.client.get("/v1/categories")).status_code for _ in range(45)]
+    assert statuses.count(200) <= 40 and statuses[-1] == 429
+    r = await h.client.get("/v1/grids/locate", params=CITY_POINT)
+    assert r.status_code == 429 and "retry-after" in r.headers
+    assert (await h.client.get("/healthz")).status_code == 200  # probes are never limited
+
+
+def test_buckets_refill_at_their_rate() -> None:
+    now = [0.0]
+    buckets = TokenBuckets(clock=lambda: now[0])
+    bucket = Bucket(per_minute=60, burst=2)
+    assert buckets.take("k", bucket) == 0 and buckets.take("k", bucket) == 0
+    assert buckets.take("k", bucket) == pytest.approx(1.0)
+    now[0] = 0.5
+    assert buckets.take("k", bucket) == pytest.approx(0.5)
+    now[0] = 1.0
+    assert buckets.take("k", bucket) == 0
+    now[0] = 100.0  # a long pause refills only up to the burst
+    assert [buckets.take("k", bucket) for _ in range(3)][:2] == [0, 0]
+
+
+def test_buckets_forget_the_least_recent_keys() -> None:
+    buckets = TokenBuckets(max_keys=3)
+    bucket = Bucket(per_minute=1, burst=1)
+    for key in "abcd":
+        buckets.take(key, bucket)
+    assert buckets.take("a", bucket) == 0  # "a" was forgotten: a fresh bucket
+    assert buckets.take("d", bucket) > 0
