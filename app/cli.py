@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.core.auth import Role, hash_device_key, issue_token, new_device_key
+from app.core.auth import Role, issue_token
 from app.core.db import Database
 from app.core.settings import Settings
 
@@ -167,24 +167,71 @@ def cmd_db_upgrade(_: argparse.Namespace) -> int:
     return 0
 
 
+def _print_key(device_id: str, key_id: str, secret: str) -> None:
+    """The only time a secret is shown: on standard output, never in a log."""
+    print(json.dumps({"device_id": device_id, "key_id": key_id, "secret": secret}))
+
+
 def cmd_device_create(args: argparse.Namespace) -> int:
+    from app.core.devices import add_key
     from app.core.models import Device
 
+    settings = _settings()
+
     async def run() -> int:
-        key = new_device_key()
-        async with _database(_settings()) as db, db.transaction() as session:
+        now = datetime.now(UTC)
+        async with _database(settings) as db, db.transaction() as session:
             if await session.get(Device, args.id) is not None:
                 print(f"gridflow: device {args.id!r} exists", file=sys.stderr)
                 return 2
-            session.add(
-                Device(
-                    id=args.id,
-                    name=args.name or args.id,
-                    key_hash=hash_device_key(key),
-                    created_at=datetime.now(UTC),
-                )
-            )
-        print(key)
+            session.add(Device(id=args.id, name=args.name or args.id, created_at=now))
+            await session.flush()
+            key_id, secret = add_key(session, args.id, settings.device_master_key(), now)
+        _print_key(args.id, key_id, secret)
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_device_rotate(args: argparse.Namespace) -> int:
+    from app.core.devices import add_key
+    from app.core.models import Device
+
+    settings = _settings()
+
+    async def run() -> int:
+        now = datetime.now(UTC)
+        async with _database(settings) as db, db.transaction() as session:
+            device = await session.get(Device, args.id)
+            if device is None or device.revoked_at is not None:
+                print(f"gridflow: no active device {args.id!r}", file=sys.stderr)
+                return 2
+            key_id, secret = add_key(session, args.id, settings.device_master_key(), now)
+        _print_key(args.id, key_id, secret)
+        print(
+            "gridflow: the device's older keys still work until `gridflow device revoke "
+            "--key KEY_ID`",
+            file=sys.stderr,
+        )
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_device_revoke(args: argparse.Namespace) -> int:
+    from app.core.models import Device, DeviceKey
+
+    async def run() -> int:
+        now = datetime.now(UTC)
+        async with _database(_settings()) as db, db.transaction() as session:
+            row: Device | DeviceKey | None = (
+                await session.get(DeviceKey, args.key) if args.key else None
+            ) or (await session.get(Device, args.id) if args.id else None)
+            if row is None:
+                print("gridflow: no such device or key", file=sys.stderr)
+                return 2
+            row.revoked_at = row.revoked_at or now
+        print(f"gridflow: revoked {args.key or args.id}")
         return 0
 
     return asyncio.run(run())
@@ -193,13 +240,16 @@ def cmd_device_create(args: argparse.Namespace) -> int:
 def cmd_device_list(_: argparse.Namespace) -> int:
     from sqlalchemy import select
 
+    from app.core.devices import device_keys
     from app.core.models import Device
 
     async def run() -> None:
         async with _database(_settings()) as db, db.reader() as session:
             for d in await session.scalars(select(Device).order_by(Device.id)):
                 state = "revoked" if d.revoked_at else "active"
-                print(f"{d.id}\t{state}\t{d.name}")
+                keys = await device_keys(session, d.id)
+                live = [k.id for k in keys if k.revoked_at is None]
+                print(f"{d.id}\t{state}\t{d.name}\tkeys: {', '.join(live) or 'none'}")
 
     asyncio.run(run())
     return 0
@@ -326,11 +376,23 @@ def build_parser() -> argparse.ArgumentParser:
     device = sub.add_parser("device", help="sensor devices").add_subparsers(
         dest="action", required=True
     )
-    create = device.add_parser("create", help="register a device and print its key once")
+    create = device.add_parser(
+        "create", help="register a device; prints its key id and secret once"
+    )
     create.add_argument("--id", required=True)
     create.add_argument("--name", default=None)
     create.set_defaults(func=cmd_device_create)
-    device.add_parser("list", help="list devices").set_defaults(func=cmd_device_list)
+    rotate = device.add_parser("rotate", help="a new signing key (printed once)")
+    rotate.add_argument("--id", required=True)
+    rotate.set_defaults(func=cmd_device_rotate)
+    revoke = device.add_parser("revoke", help="revoke one key, or a whole device")
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("--key", help="a key id")
+    which.add_argument("--id", help="a device id: all of its keys")
+    revoke.set_defaults(func=cmd_device_revoke)
+    device.add_parser("list", help="list devices and their live key ids").set_defaults(
+        func=cmd_device_list
+    )
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
     db.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)

@@ -15,6 +15,7 @@ import io
 import json
 import random
 import sys
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ import httpx
 import websockets
 
 from app.core.auth import Role, issue_token
+from app.core.devices import sign
 from app.core.settings import Settings
 from geo.demo_city import EAST, NORTH, SOUTH, WEST
 
@@ -179,9 +181,16 @@ class Demo:
                     "observed_at": datetime.now(UTC).isoformat(),
                     "location": {"lat": dev["lat"], "lon": dev["lon"]},
                 }
-                r = await self.http.post(
-                    "/v1/alerts", json=body, headers={"X-Device-Key": dev["key"]}
-                )
+                raw = json.dumps(body).encode()
+                stamp = str(int(time.time()))
+                signature = sign(dev["secret"], stamp, "POST", "/v1/alerts", raw)
+                headers = {
+                    "Content-Type": "application/json",
+                    "X-Device-Key-Id": dev["key_id"],
+                    "X-Timestamp": stamp,
+                    "X-Signature": signature,
+                }
+                r = await self.http.post("/v1/alerts", content=raw, headers=headers)
                 if r.status_code != 202:
                     self.say(f"alert refused: {r.status_code} {r.text}")
                     continue

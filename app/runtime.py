@@ -79,7 +79,7 @@ class Runtime:
             await self.db.lock_for_migration(session)
             await seed_categories(session)
             if self.settings.seed_demo_city and await seed_demo_city(
-                session, self.settings.data_dir, self.clock.now()
+                session, self.settings.data_dir, self.clock.now(), self.settings.device_master_key()
             ):
                 log.info("loaded the bundled demo city")
         await self.reload_grids()

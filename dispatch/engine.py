@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core import topics
 from app.core.bus import Bus, Consumer, EmbeddedBus, Message, start_consumer
 from app.core.db import Database
+from app.core.devices import prune_signatures
 from app.core.events import EventEnvelope, EventType, enqueue
 from app.core.models import ProcessedEvent
 from app.core.outbox import prune_idempotency_keys, prune_outbox
@@ -220,6 +221,7 @@ class Engine:
         """Delete done outbox rows and old idempotency keys; returns the outbox rows deleted."""
         now = self.ctx.clock.now()
         await prune_idempotency_keys(self.db, now=now, keep_s=self.outbox_keep_s)
+        await prune_signatures(self.db, now)
         return await prune_outbox(
             self.db, now=now, keep_s=self.outbox_keep_s, embedded=isinstance(self.bus, EmbeddedBus)
         )

@@ -1,9 +1,7 @@
-"""Bearer tokens and device keys. Pure functions; the HTTP layer decides who may do what."""
+"""Bearer tokens. Pure functions; the HTTP layer decides who may do what."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -67,15 +65,3 @@ def verify_token(secret: str, token: str, *, issuer: str, audience: str) -> Prin
     if not isinstance(subject, str) or not subject or len(subject) > 128:
         raise Unauthorized("token subject is invalid")
     return Principal(role, subject)
-
-
-DEVICE_KEY_PREFIX = "gfd_"
-
-
-def new_device_key() -> str:
-    return DEVICE_KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_device_key(key: str) -> str:
-    """Keys are high-entropy random strings, so one SHA-256 is enough to store them safely."""
-    return hashlib.sha256(key.encode()).hexdigest()

@@ -118,9 +118,27 @@ class Device(Base):
     __tablename__ = "devices"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+
+
+class DeviceKey(Base):
+    """A device's signing key: the id only; the secret is derived (app/core/devices.py)."""
+
+    __tablename__ = "device_keys"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class SeenSignature(Base):
+    """Signatures of device requests already received, to refuse replays within the window."""
+
+    __tablename__ = "seen_signatures"
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(40))
+    seen_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class Report(Base):

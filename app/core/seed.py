@@ -14,8 +14,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.auth import hash_device_key, new_device_key
 from app.core.catalog import CATEGORIES
+from app.core.devices import add_key
 from app.core.grids import store_grid_set
 from app.core.models import Category, Device, GridSet, SlaPolicy, Worker
 from geo.demo_city import demo_grids, demo_sensors, demo_workers
@@ -43,7 +43,9 @@ async def seed_categories(session: AsyncSession) -> None:
     await session.flush()
 
 
-async def seed_demo_city(session: AsyncSession, data_dir: Path, now: datetime) -> bool:
+async def seed_demo_city(
+    session: AsyncSession, data_dir: Path, now: datetime, master: bytes
+) -> bool:
     """Load the demo city, its workers and sensors into an empty database. True if it did."""
     if await session.scalar(select(func.count()).select_from(GridSet)):
         return False
@@ -64,12 +66,12 @@ async def seed_demo_city(session: AsyncSession, data_dir: Path, now: datetime) -
         )
     keys: dict[str, dict[str, object]] = {}
     for sensor in demo_sensors():
-        key = new_device_key()
-        session.add(
-            Device(id=sensor.id, name=sensor.name, key_hash=hash_device_key(key), created_at=now)
-        )
+        session.add(Device(id=sensor.id, name=sensor.name, created_at=now))
+        await session.flush()
+        key_id, secret = add_key(session, sensor.id, master, now)
         keys[sensor.id] = {
-            "key": key,
+            "key_id": key_id,
+            "secret": secret,
             "name": sensor.name,
             "category": sensor.category,
             "lon": sensor.lon,

@@ -89,6 +89,11 @@ class AuthSettings(BaseModel):
         description="Key of the tamper-evident case history (HMAC-SHA256). Unset: derived from "
         "the signing secret; set it on its own so that secret can be rotated.",
     )
+    device_master_key: SecretStr | None = Field(
+        default=None,
+        description="Key every device's signing secret is derived from. Unset: derived from the "
+        "signing secret; set it on its own so that secret can be rotated.",
+    )
     issuer: str = "gridflow"
     audience: str = "gridflow"
     token_ttl_s: int = Field(default=30 * 24 * 3600, gt=0)
@@ -220,12 +225,21 @@ class Settings(BaseSettings):
 
     def audit_key(self) -> bytes:
         """The key case events are sealed with (see app/core/audit.py)."""
-        if self.auth.audit_key is not None:
-            value = self.auth.audit_key.get_secret_value()
+        return self._key(self.auth.audit_key, "GRIDFLOW_AUTH__AUDIT_KEY", b"gridflow audit chain")
+
+    def device_master_key(self) -> bytes:
+        """The key device secrets are derived from (see app/core/devices.py)."""
+        return self._key(
+            self.auth.device_master_key, "GRIDFLOW_AUTH__DEVICE_MASTER_KEY", b"gridflow devices"
+        )
+
+    def _key(self, explicit: SecretStr | None, name: str, label: bytes) -> bytes:
+        if explicit is not None:
+            value = explicit.get_secret_value()
             if len(value) < 32:
-                raise ValueError("GRIDFLOW_AUTH__AUDIT_KEY must be at least 32 characters")
+                raise ValueError(f"{name} must be at least 32 characters")
             return value.encode()
-        derived = hmac.new(self.jwt_secret().encode(), b"gridflow audit chain", hashlib.sha256)
+        derived = hmac.new(self.jwt_secret().encode(), label, hashlib.sha256)
         return derived.hexdigest().encode()
 
     def jwt_secret(self) -> str:

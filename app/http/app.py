@@ -29,8 +29,11 @@ Grid-based urban governance: residents and sensors report problems, each report 
 management grid cell, becomes a case, is offered to the grid's worker, runs SLA clocks and is
 worked to closure, with progress visible live.
 
-**Auth**: bearer JWTs with a `role` claim (resident, worker, operator, admin); sensors send
-`X-Device-Key`. Every error answer is `{"error": "<code>", "detail": "..."}`.
+**Auth**: bearer JWTs with a `role` claim (resident, worker, operator, admin); sensors sign
+each request (`X-Device-Key-Id`, `X-Timestamp`, `X-Signature`: HMAC-SHA256 over
+`<timestamp>\\n<METHOD>\\n<path>\\n<body>`). Every error answer is
+`{"error": "<code>", "detail": "..."}`. Writes accept an `Idempotency-Key`; limits answer 429
+with `Retry-After`.
 
 **Live**: `GET /v1/reports/{id}/events` (server-sent events) and the WebSocket
 `/v1/feed?token=...&grid=&street=&category=&since=<cursor>` for operators (WebSockets are not

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.auth import Principal, Role, hash_device_key, verify_token
+from app.core.auth import Principal, Role, verify_token
+from app.core.devices import remember_signature, verify_request
 from app.core.errors import Forbidden, RateLimited, Unauthorized
 from app.core.models import Device, Worker
+from app.http.bodies import MAX_JSON_BYTES, read_limited
 from app.runtime import Runtime
 
 
@@ -45,11 +47,6 @@ UnitOfWork = Annotated[AsyncSession, Depends(get_uow, scope="function")]
 Reader = Annotated[AsyncSession, Depends(get_reader, scope="function")]
 
 bearer = HTTPBearer(auto_error=False, description="A gridflow JWT (`gridflow token issue`).")
-device_key = APIKeyHeader(
-    name="X-Device-Key",
-    auto_error=False,
-    description="The device's key (`gridflow device create`).",
-)
 
 
 def principal_from_token(runtime: Runtime, token: str | None) -> Principal:
@@ -97,19 +94,58 @@ Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 ReportReader = Annotated[Principal, Depends(require(Role.RESIDENT, Role.OPERATOR, Role.ADMIN))]
 
 
-async def get_device(
-    runtime: RuntimeDep, key: Annotated[str | None, Depends(device_key)]
-) -> Device:
-    if not key:
-        raise Unauthorized("the X-Device-Key header is required")
+device_key_id = APIKeyHeader(
+    name="X-Device-Key-Id",
+    scheme_name="DeviceSignature",
+    auto_error=False,
+    description="The device's key id; the request is signed with the key's secret "
+    "(X-Timestamp, X-Signature: see the API description).",
+)
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    device: Device
+    body: bytes  # exactly the bytes that were signed
+
+
+async def get_signed_request(
+    request: Request,
+    runtime: RuntimeDep,
+    key_id: Annotated[str | None, Depends(device_key_id)],
+    timestamp: Annotated[
+        str | None, Header(alias="X-Timestamp", max_length=12, description="Unix seconds")
+    ] = None,
+    signature: Annotated[
+        str | None,
+        Header(
+            alias="X-Signature",
+            max_length=64,
+            description="hex HMAC-SHA256 with the key's secret over "
+            "`<timestamp>\\n<METHOD>\\n<path>\\n` followed by the body",
+        ),
+    ] = None,
+) -> SignedRequest:
+    body = await read_limited(request, MAX_JSON_BYTES)
+    now = runtime.clock.now()
     async with runtime.db.reader() as session:
-        device = await session.scalar(select(Device).where(Device.key_hash == hash_device_key(key)))
-    if device is None or device.revoked_at is not None:
-        raise Unauthorized("unknown or revoked device key")
-    return device
+        device = await verify_request(
+            session,
+            runtime.settings.device_master_key(),
+            key_id=key_id,
+            timestamp=timestamp,
+            signature=signature,
+            method=request.method,
+            path=request.url.path,
+            body=body,
+            now=now,
+        )
+    assert key_id is not None and signature is not None  # checked by verify_request
+    await remember_signature(runtime.db, signature, key_id, now)
+    return SignedRequest(device, body)
 
 
-CurrentDevice = Annotated[Device, Depends(get_device)]
+Signed = Annotated[SignedRequest, Depends(get_signed_request)]
 
 
 LimitKind = Literal["reports", "worker_actions", "reads", "admin"]
@@ -136,8 +172,8 @@ def _take(request: Request, runtime: Runtime, kind: str, who: str) -> None:
         )
 
 
-def _device_limit(request: Request, runtime: RuntimeDep, device: CurrentDevice) -> None:
-    _take(request, runtime, "alerts", f"device:{device.id}")
+def _device_limit(request: Request, runtime: RuntimeDep, signed: Signed) -> None:
+    _take(request, runtime, "alerts", f"device:{signed.device.id}")
 
 
 DeviceLimit = Depends(_device_limit)

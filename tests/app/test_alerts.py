@@ -21,10 +21,9 @@ def alert(external_id: str, **extra: Any) -> dict[str, Any]:
 
 
 async def test_five_alerts_from_one_camera_make_one_case(h: Harness) -> None:
-    key = {"X-Device-Key": h.device_key("cam-001")}
     answers = []
     for n in range(5):
-        r = await h.client.post("/v1/alerts", json=alert(f"evt-{n}"), headers=key)
+        r = await h.alert(alert(f"evt-{n}"))
         assert r.status_code == 202, r.text
         answers.append(r.json())
     assert len({a["id"] for a in answers}) == 5
@@ -36,15 +35,15 @@ async def test_five_alerts_from_one_camera_make_one_case(h: Harness) -> None:
     types = [e["type"] for e in case["timeline"]]
     assert types.count("CaseOpened") == 1 and types.count("ReportMerged") == 4
     # Once the case exists, later alerts are told which case they joined.
-    r = await h.client.post("/v1/alerts", json=alert("evt-late"), headers=key)
+    r = await h.alert(alert("evt-late"))
     assert r.json()["case_id"] == case_id
 
 
 async def test_repeated_external_id_is_not_stored_twice(h: Harness) -> None:
-    key = {"X-Device-Key": h.device_key("cam-002")}
     body = alert("same-1", location={"lat": 30.2488, "lon": 120.2071})
-    first = await h.client.post("/v1/alerts", json=body, headers=key)
-    again = await h.client.post("/v1/alerts", json=body, headers=key)
+    first = await h.alert(body, "cam-002")
+    h.clock.advance(1)  # a new signature: the same signed bytes again would be a replay
+    again = await h.alert(body, "cam-002")
     assert first.status_code == again.status_code == 202
     assert again.json()["id"] == first.json()["id"] and again.json()["duplicate"] is True
     async with h.runtime.db.reader() as s:
@@ -58,21 +57,16 @@ async def test_device_key_is_required_and_checked(h: Harness) -> None:
     before = await h.counts()
     r = await h.client.post("/v1/alerts", json=alert("x"))
     assert r.status_code == 401 and r.json()["error"] == "unauthorized"
-    r = await h.client.post("/v1/alerts", json=alert("x"), headers={"X-Device-Key": "gfd_nope"})
-    assert r.status_code == 401
     async with h.runtime.db.transaction() as s:
         await s.execute(
             update(Device).where(Device.id == "cam-003").values(revoked_at=datetime.now(UTC))
         )
-    r = await h.client.post(
-        "/v1/alerts", json=alert("x"), headers={"X-Device-Key": h.device_key("cam-003")}
-    )
-    assert r.status_code == 401
+    r = await h.alert(alert("x"), "cam-003")
+    assert r.status_code == 401 and "revoked" in r.json()["detail"]
     assert await h.counts() == before
 
 
 async def test_bad_alerts_leave_nothing(h: Harness) -> None:
-    key = {"X-Device-Key": h.device_key("cam-001")}
     before = await h.counts()
     for body, error in [
         (alert("a", location={"lat": 39.9, "lon": 116.4}), "outside_service_area"),
@@ -80,6 +74,6 @@ async def test_bad_alerts_leave_nothing(h: Harness) -> None:
         (alert("c", confidence=1.5), "validation_error"),
         ({k: v for k, v in alert("d").items() if k != "observed_at"}, "validation_error"),
     ]:
-        r = await h.client.post("/v1/alerts", json=body, headers=key)
+        r = await h.alert(body)
         assert r.status_code == 422 and r.json()["error"] == error, r.text
     assert await h.counts() == before

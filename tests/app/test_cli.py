@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
-from app.core.auth import Role, hash_device_key, verify_token
+from app.core.auth import Role, verify_token
 from app.core.settings import Settings
 from geo.demo_city import demo_grids
 from geo.grids import GridIndex
@@ -38,18 +38,35 @@ def test_production_refuses_a_missing_secret(
     assert "GRIDFLOW_AUTH__SECRET" in capsys.readouterr().err
 
 
-def test_db_upgrade_and_device_create(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_db_upgrade_and_device_keys(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["db", "upgrade"]) == 0
     assert (data_dir / "gridflow.db").exists()
     capsys.readouterr()
     assert main(["device", "create", "--id", "cam-900", "--name", "Gate camera"]) == 0
-    key = capsys.readouterr().out.strip()
-    assert key.startswith("gfd_") and len(key) > 40
+    first = json.loads(capsys.readouterr().out)
+    assert first["device_id"] == "cam-900" and first["key_id"].startswith("dk_")
+    assert first["secret"].startswith("gfs_") and len(first["secret"]) > 40
     assert main(["device", "create", "--id", "cam-900"]) == 2  # ids are unique
+    assert main(["device", "rotate", "--id", "cam-900"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["key_id"] != first["key_id"] and second["secret"] != first["secret"]
     assert main(["device", "list"]) == 0
     listing = capsys.readouterr().out
     assert "cam-900\tactive\tGate camera" in listing
-    assert key not in listing and hash_device_key(key) not in listing
+    assert first["key_id"] in listing and second["key_id"] in listing
+    assert first["secret"] not in listing and second["secret"] not in listing
+    assert main(["device", "revoke", "--key", first["key_id"]]) == 0
+    capsys.readouterr()
+    assert main(["device", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert first["key_id"] not in listing and second["key_id"] in listing
+    assert main(["device", "revoke", "--id", "cam-900"]) == 0
+    assert main(["device", "list"]) == 0
+    assert "cam-900\trevoked" in capsys.readouterr().out
+    assert main(["device", "revoke", "--key", "dk_nope"]) == 2
+    # The secrets are nowhere in the database.
+    stored = (data_dir / "gridflow.db").read_bytes()
+    assert first["secret"].encode() not in stored and second["secret"].encode() not in stored
 
 
 def test_grids_import_valid_and_invalid(

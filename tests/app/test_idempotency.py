@@ -83,11 +83,11 @@ async def test_copies_arriving_together_make_one_report(h: Harness) -> None:
 
 
 async def test_a_retried_alert_is_stored_once(h: Harness) -> None:
-    headers = {"X-Device-Key": h.device_key("cam-001"), "Idempotency-Key": "evt-42"}
     body = alert("evt-42")
-    first = await h.client.post("/v1/alerts", json=body, headers=headers)
+    first = await h.alert(body, **{"Idempotency-Key": "evt-42"})
     before = await intake(h)
-    again = await h.client.post("/v1/alerts", json=body, headers=headers)
+    h.clock.advance(1)  # the device signs its retry afresh
+    again = await h.alert(body, **{"Idempotency-Key": "evt-42"})
     assert first.status_code == again.status_code == 202
     assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
     assert await intake(h) == before

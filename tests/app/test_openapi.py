@@ -10,7 +10,7 @@ PUBLIC = {"/healthz", "/readyz", "/v1/categories", "/v1/grids", "/v1/grids/locat
 async def test_every_endpoint_documents_auth_and_errors(h: Harness) -> None:
     doc: dict[str, Any] = (await h.client.get("/openapi.json")).json()
     schemes = doc["components"]["securitySchemes"]
-    assert {"HTTPBearer", "APIKeyHeader"} <= set(schemes)
+    assert {"HTTPBearer", "DeviceSignature"} <= set(schemes)
     for path, methods in doc["paths"].items():
         for method, op in methods.items():
             where = f"{method.upper()} {path}"

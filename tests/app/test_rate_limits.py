@@ -57,14 +57,9 @@ async def test_a_resident_over_budget_gets_429_with_retry_after(limited: Harness
 
 async def test_sensors_have_their_own_budget(limited: Harness) -> None:
     h = limited
-    key = {"X-Device-Key": h.device_key("cam-002")}
-    codes = [
-        (await h.client.post("/v1/alerts", json=alert(f"e{n}"), headers=key)).status_code
-        for n in range(6)
-    ]
+    codes = [(await h.alert(alert(f"e{n}"), "cam-002")).status_code for n in range(6)]
     assert codes == [202] * 5 + [429]
-    other = {"X-Device-Key": h.device_key("cam-003")}
-    r = await h.client.post("/v1/alerts", json=alert("x", category="street_vending"), headers=other)
+    r = await h.alert(alert("x", category="street_vending"), "cam-003")
     assert r.status_code == 202
     # The residents' budget is untouched by the sensors.
     r = await h.client.post("/v1/reports", json=REPORT, headers=h.auth("resident", "r1"))

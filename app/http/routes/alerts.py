@@ -1,15 +1,15 @@
-"""Sensors and AI cameras: alerts, authenticated by the device key."""
+"""Sensors and AI cameras: alerts, each request signed with the device's key."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from app.http import idempotency, views
-from app.http.bodies import read_json
-from app.http.deps import CurrentDevice, DeviceLimit, RuntimeDep, UnitOfWork
+from app.http.bodies import parse_json
+from app.http.deps import DeviceLimit, RuntimeDep, Signed, UnitOfWork
 from app.http.docs import errors
 from app.http.idempotency import IdempotencyKey, fingerprint
 from app.http.schemas import AlertAccepted, AlertCreate
@@ -18,8 +18,8 @@ from app.intake.service import Location, submit_alert
 router = APIRouter(prefix="/v1/alerts", tags=["sensors"])
 
 
-async def alert_body(request: Request, _: CurrentDevice) -> AlertCreate:
-    return await read_json(request, AlertCreate)
+def alert_body(signed: Signed) -> AlertCreate:
+    return parse_json(AlertCreate, signed.body)
 
 
 @router.post(
@@ -27,7 +27,7 @@ async def alert_body(request: Request, _: CurrentDevice) -> AlertCreate:
     dependencies=[DeviceLimit],
     status_code=202,
     response_model=AlertAccepted,
-    summary="Report an alert (header X-Device-Key); repeats join the device's open case",
+    summary="Report an alert (a signed device request); repeats join the device's open case",
     description="A repeat of an `external_id` already received answers with the first alert "
     "(`duplicate: true`) and stores nothing. `case_id` is null until the case is opened.",
     responses=errors(400, 401, 413, 415, 422),
@@ -41,7 +41,7 @@ async def alert_body(request: Request, _: CurrentDevice) -> AlertCreate:
     },
 )
 async def create_alert(
-    device: CurrentDevice,
+    signed: Signed,
     body: Annotated[AlertCreate, Depends(alert_body)],
     session: UnitOfWork,
     runtime: RuntimeDep,
@@ -49,7 +49,7 @@ async def create_alert(
 ) -> AlertAccepted | JSONResponse:
     claim = await idempotency.claim(
         session,
-        f"device:{device.id}",
+        f"device:{signed.device.id}",
         idempotency_key,
         fingerprint("alert", body.model_dump(mode="json")),
         runtime.clock.now(),
@@ -61,7 +61,7 @@ async def create_alert(
         runtime.grids,
         runtime.categories,
         runtime.clock,
-        device=device,
+        device=signed.device,
         external_id=body.external_id,
         category=body.category,
         location=Location(body.location.lat, body.location.lon, body.location.crs),
