@@ -10,6 +10,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from app.core.auth import TokenVerifier
 from app.core.bus import Bus, EmbeddedBus
 from app.core.categories import CategoryCache
 from app.core.clock import Clock, SystemClock
@@ -35,6 +36,15 @@ class Runtime:
     def __post_init__(self) -> None:
         s = self.settings
         self.secret = s.jwt_secret()
+        self.tokens = TokenVerifier(
+            self.secret,
+            issuer=s.auth.issuer,
+            audience=s.auth.audience,
+            jwks_url=s.auth.jwks_url,
+            jwks_issuer=s.auth.jwks_issuer,
+            jwks_audience=s.auth.jwks_audience,
+            role_claim=s.auth.role_claim,
+        )
         embedded = s.bus.kind == "embedded"
         self.db = Database(
             s.database_url,

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 import jwt
 
-from app.core.errors import Unauthorized
+from app.core.errors import ServiceUnavailable, Unauthorized
 
 
 class Role(StrEnum):
@@ -42,26 +43,83 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def verify_token(secret: str, token: str, *, issuer: str, audience: str) -> Principal:
-    """Check signature, issuer, audience and expiry; raise Unauthorized with the reason."""
-    try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=["HS256"],
-            issuer=issuer,
-            audience=audience,
-            options={"require": ["exp", "iss", "aud", "sub"]},
+class TokenVerifier:
+    """Bearer tokens: HS256 signed with gridflow's own secret (`gridflow token issue`), and
+    RS256 / ES256 from the city's identity provider, checked against its JWKS (fetched from
+    `jwks_url`, cached, fetched again for an unknown key id). Signature, issuer, audience,
+    expiry, subject and role are checked for both; no other algorithm is accepted, so a token
+    cannot pick its own verification (`none`, or HS256 keyed with a public key)."""
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        issuer: str,
+        audience: str,
+        jwks_url: str | None = None,
+        jwks_issuer: str | None = None,
+        jwks_audience: str | None = None,
+        role_claim: str = "role",
+    ) -> None:
+        self.secret = secret
+        self.issuer, self.audience = issuer, audience
+        self.jwks_issuer = jwks_issuer or issuer
+        self.jwks_audience = jwks_audience or audience
+        self.role_claim = role_claim
+        self.jwks = (
+            jwt.PyJWKClient(jwks_url, cache_jwk_set=True, lifespan=300, timeout=5)
+            if jwks_url
+            else None
         )
-    except jwt.ExpiredSignatureError as exc:
-        raise Unauthorized("token expired") from exc
-    except jwt.PyJWTError as exc:
-        raise Unauthorized(f"invalid token: {exc}") from exc
-    try:
-        role = Role(str(claims.get("role")))
-    except ValueError as exc:
-        raise Unauthorized("token has no valid role") from exc
-    subject = claims["sub"]
-    if not isinstance(subject, str) or not subject or len(subject) > 128:
-        raise Unauthorized("token subject is invalid")
-    return Principal(role, subject)
+
+    def verify(self, token: str) -> Principal:
+        """The caller, or Unauthorized with the reason (ServiceUnavailable if the identity
+        provider's keys cannot be fetched). May fetch the JWKS: call it off the event loop."""
+        try:
+            alg = jwt.get_unverified_header(token).get("alg")
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"invalid token: {exc}") from exc
+        key: Any
+        if alg == "HS256":
+            key, issuer, audience = self.secret, self.issuer, self.audience
+        elif alg in ("RS256", "ES256"):
+            if self.jwks is None:
+                raise Unauthorized(f"{alg} tokens are not accepted here (no JWKS configured)")
+            try:
+                jwk = self.jwks.get_signing_key_from_jwt(token)
+            except jwt.PyJWKClientConnectionError as exc:
+                raise ServiceUnavailable("the identity provider's keys are unavailable") from exc
+            except jwt.PyJWTError as exc:
+                raise Unauthorized(f"no key for this token: {exc}") from exc
+            if jwk.algorithm_name != alg:  # e.g. an ES256 token naming an RSA key
+                raise Unauthorized(f"key {jwk.key_id!r} is not an {alg} key")
+            key = jwk.key
+            issuer, audience = self.jwks_issuer, self.jwks_audience
+        else:
+            raise Unauthorized(f"tokens signed with {alg!r} are not accepted")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                issuer=issuer,
+                audience=audience,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized("token expired") from exc
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:  # a key unfit for the algorithm
+            raise Unauthorized(f"invalid token: {exc}") from exc
+        try:
+            role = Role(str(claims.get(self.role_claim)))
+        except ValueError as exc:
+            raise Unauthorized("token has no valid role") from exc
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject or len(subject) > 128:
+            raise Unauthorized("token subject is invalid")
+        return Principal(role, subject)
+
+
+def verify_token(secret: str, token: str, *, issuer: str, audience: str) -> Principal:
+    """An HS256 token signed with `secret`."""
+    return TokenVerifier(secret, issuer=issuer, audience=audience).verify(token)

@@ -96,6 +96,14 @@ class AuthSettings(BaseModel):
     )
     issuer: str = "gridflow"
     audience: str = "gridflow"
+    jwks_url: str | None = Field(
+        default=None,
+        description="The city identity provider's JWKS; RS256 and ES256 tokens are checked "
+        "against it (HS256 tokens against the secret).",
+    )
+    jwks_issuer: str | None = Field(default=None, description="iss of the provider's tokens")
+    jwks_audience: str | None = Field(default=None, description="aud of the provider's tokens")
+    role_claim: str = Field(default="role", description="the claim that carries the role")
     token_ttl_s: int = Field(default=30 * 24 * 3600, gt=0)
 
 

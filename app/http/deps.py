@@ -17,7 +17,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.auth import Principal, Role, verify_token
+from app.core.auth import Principal, Role
 from app.core.devices import remember_signature, verify_request
 from app.core.errors import Forbidden, RateLimited, Unauthorized
 from app.core.models import Device, Worker
@@ -52,8 +52,7 @@ bearer = HTTPBearer(auto_error=False, description="A gridflow JWT (`gridflow tok
 def principal_from_token(runtime: Runtime, token: str | None) -> Principal:
     if not token:
         raise Unauthorized("a bearer token is required")
-    auth = runtime.settings.auth
-    return verify_token(runtime.secret, token, issuer=auth.issuer, audience=auth.audience)
+    return runtime.tokens.verify(token)
 
 
 def get_principal(

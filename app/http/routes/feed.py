@@ -44,7 +44,7 @@ async def feed(
     """
     runtime: Runtime = websocket.app.state.runtime
     try:
-        who = principal_from_token(runtime, token)
+        who = await asyncio.to_thread(principal_from_token, runtime, token)
     except AppError as exc:
         await websocket.close(code=POLICY_VIOLATION, reason=exc.detail[:120])
         return

@@ -1,0 +1,148 @@
+"""Tokens from a city's identity provider: RS256 and ES256 checked against its JWKS."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from app.core.clock import ManualClock
+from tests.harness import Harness, copy_data, make_settings
+
+ISSUER, AUDIENCE = "https://id.city.example", "gridflow-city"
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
+STRANGER = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def jwks() -> dict[str, Any]:
+    keys = []
+    for kid, alg, algorithm, key in (
+        ("rsa-1", "RS256", RSAAlgorithm, RSA_KEY),
+        ("ec-1", "ES256", ECAlgorithm, EC_KEY),
+    ):
+        jwk = json.loads(algorithm.to_jwk(key.public_key()))
+        keys.append(jwk | {"kid": kid, "alg": alg, "use": "sig"})
+    return {"keys": keys}
+
+
+@pytest.fixture(scope="module")
+def jwks_url() -> Iterator[str]:
+    body = json.dumps(jwks()).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+async def city(
+    tmp_path: Path, template_data: Path, database_url: str | None, jwks_url: str
+) -> AsyncIterator[Harness]:
+    data = tmp_path / "data"
+    copy_data(template_data, data)
+    auth = {"jwks_url": jwks_url, "jwks_issuer": ISSUER, "jwks_audience": AUDIENCE}
+    h = Harness(make_settings(data, database_url, auth=auth), ManualClock())
+    await h.start()
+    try:
+        yield h
+    finally:
+        await h.stop()
+
+
+def token(key: Any, alg: str, kid: str, **claims: Any) -> str:
+    now = datetime.now(UTC)
+    body = {
+        "sub": "op-17",
+        "role": "operator",
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(minutes=5)).timestamp()),
+    } | claims
+    return jwt.encode(body, key, algorithm=alg, headers={"kid": kid})
+
+
+async def status(h: Harness, bearer: str) -> int:
+    r = await h.client.get("/v1/cases", headers={"Authorization": f"Bearer {bearer}"})
+    return r.status_code
+
+
+async def test_provider_tokens_are_accepted(city: Harness) -> None:
+    assert await status(city, token(RSA_KEY, "RS256", "rsa-1")) == 200
+    assert await status(city, token(EC_KEY, "ES256", "ec-1")) == 200
+    # gridflow's own HS256 tokens still work beside them.
+    assert await status(city, city.token("operator", "local-op")) == 200
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: token(RSA_KEY, "RS256", "rsa-1", iss="https://elsewhere.example"),
+        lambda: token(RSA_KEY, "RS256", "rsa-1", aud="another-app"),
+        lambda: token(RSA_KEY, "RS256", "rsa-1", exp=int(datetime.now(UTC).timestamp()) - 60),
+        lambda: token(RSA_KEY, "RS256", "rsa-1", role="mayor"),
+        lambda: token(STRANGER, "RS256", "rsa-1"),  # the right kid, the wrong key
+        lambda: token(STRANGER, "RS256", "rsa-9"),  # a kid the provider never published
+        lambda: token(EC_KEY, "ES256", "rsa-1"),  # an EC signature under the RSA kid
+        lambda: jwt.encode(
+            {"sub": "x", "role": "admin", "iss": ISSUER, "aud": AUDIENCE, "exp": 4102444800},
+            None,
+            algorithm="none",
+        ),
+    ],
+    ids=["issuer", "audience", "expired", "role", "wrong-key", "unknown-kid", "ec-as-rsa", "none"],
+)
+async def test_bad_provider_tokens_are_refused(city: Harness, make: Any) -> None:
+    assert await status(city, make()) == 401
+
+
+async def test_a_public_key_cannot_be_used_as_an_hmac_secret(city: Harness) -> None:
+    pem = RSA_KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    claims = {"sub": "x", "role": "admin", "iss": ISSUER, "aud": AUDIENCE, "exp": 4102444800}
+    assert await status(city, _hmac_with(pem, claims)) == 401
+
+
+def _hmac_with(secret: bytes, claims: dict[str, Any]) -> str:
+    """HS256 by hand: PyJWT itself refuses to use a PEM public key as an HMAC secret."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "rsa-1"}).encode())
+    body = b64(json.dumps(claims).encode())
+    sig = hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(sig)}"
+
+
+async def test_without_a_jwks_provider_tokens_are_refused(h: Harness) -> None:
+    assert await status(h, token(RSA_KEY, "RS256", "rsa-1")) == 401
