@@ -24,6 +24,11 @@ from app.http.schemas import (
 from app.http.security import SecurityHeaders
 from app.runtime import Runtime
 
+ROUTERS = tuple(
+    module.router
+    for module in (health, catalog, reports, alerts, tasks, cases, feed, photos, admin)
+)
+
 DESCRIPTION = """
 Grid-based urban governance: residents and sensors report problems, each report is placed in a
 management grid cell, becomes a case, is offered to the grid's worker, runs SLA clocks and is
@@ -77,8 +82,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             trust_forwarded=settings.limits.trust_forwarded_for,
         )
     app.add_middleware(SecurityHeaders, hsts=settings.http.hsts)
-    for module in (health, catalog, reports, alerts, tasks, cases, feed, photos, admin):
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:

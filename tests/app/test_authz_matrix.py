@@ -1,0 +1,183 @@
+"""The authorization matrix: every endpoint × every kind of caller, against the real app.
+
+Each row is one endpoint; each column one caller: nobody, the resident who reported, another
+resident, the worker offered the task, another worker, an operator, an admin, and a signed
+sensor. A cell is the set of statuses allowed (an allowed caller may still meet a 409 or 422
+from the state of the case; it must never see 401/403, and a refused caller must never see
+anything else). The table must name every route the app has.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import websockets
+from fastapi.routing import APIRoute, APIWebSocketRoute
+from websockets.exceptions import InvalidStatus
+
+from app.http.app import ROUTERS
+from tests.app.test_alerts import alert
+from tests.harness import CITY_POINT, Harness, png_bytes
+
+CALLERS = ["anon", "owner", "resident", "worker", "other_worker", "operator", "admin", "sensor"]
+OK_READ = {200}
+ACTED = {200, 409, 422}  # allowed: the answer depends on the task's state
+DENY = {403}
+NOAUTH = {401}
+
+
+def row(**cells: set[int]) -> dict[str, set[int]]:
+    """A row: callers not named are refused (401 without a token, 403 with the wrong one)."""
+    out = {c: (NOAUTH if c in ("anon", "sensor") else DENY) for c in CALLERS}
+    out.update(cells)
+    return out
+
+
+PUBLIC = dict.fromkeys(CALLERS, OK_READ)
+OPS = row(operator=OK_READ, admin=OK_READ)
+WORKER_ACTION = row(worker=ACTED)
+
+MATRIX: dict[tuple[str, str], dict[str, set[int]]] = {
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/v1/categories"): PUBLIC,
+    ("GET", "/v1/grids"): PUBLIC,
+    ("GET", "/v1/grids/locate"): PUBLIC,
+    ("POST", "/v1/reports"): row(owner={201}, resident={201}),
+    ("GET", "/v1/reports/{report_id}"): row(owner=OK_READ, operator=OK_READ, admin=OK_READ),
+    ("GET", "/v1/reports/{report_id}/events"): row(owner=OK_READ, operator=OK_READ, admin=OK_READ),
+    ("POST", "/v1/reports/{report_id}/feedback"): row(owner={409}),  # not resolved yet
+    # Bearer tokens are not credentials here: only a device signature is.
+    ("POST", "/v1/alerts"): dict.fromkeys(CALLERS, NOAUTH) | {"sensor": {202}},
+    ("GET", "/v1/tasks"): row(worker=OK_READ, other_worker=OK_READ),  # each sees their own
+    ("GET", "/v1/tasks/{task_id}"): row(worker=OK_READ),
+    ("POST", "/v1/tasks/{task_id}/accept"): WORKER_ACTION,
+    ("POST", "/v1/tasks/{task_id}/decline"): WORKER_ACTION,
+    ("POST", "/v1/tasks/{task_id}/arrive"): WORKER_ACTION,
+    ("POST", "/v1/tasks/{task_id}/resolve"): WORKER_ACTION,
+    ("GET", "/v1/cases"): OPS,
+    ("GET", "/v1/cases/{case_id}"): OPS,
+    ("GET", "/v1/photos/{photo_id}"): row(
+        owner=OK_READ, worker=OK_READ, operator=OK_READ, admin=OK_READ
+    ),
+    ("PUT", "/v1/admin/grids"): row(admin={422}),  # an empty set: refused after the check
+    ("WS", "/v1/feed"): row(operator={101}, admin={101}, anon=DENY, sensor=DENY),
+}
+
+
+@dataclass
+class World:
+    report_id: str
+    case_id: str
+    task_id: str
+    photo_id: str
+    worker: str
+    other_worker: str
+
+
+async def world(h: Harness) -> World:
+    body = {"category": "road_damage", "description": "路面坑洞", "location": CITY_POINT}
+    files = [
+        ("report", (None, json.dumps(body), "application/json")),
+        ("photos", ("p.png", png_bytes(), "image/png")),
+    ]
+    r = await h.client.post("/v1/reports", files=files, headers=h.auth("resident", "owner"))
+    assert r.status_code == 201
+    report_id = r.json()["id"]
+    case_id = await h.case_of(report_id)
+    task = await h.offered_task(case_id)
+    got = await h.client.get(f"/v1/reports/{report_id}", headers=h.auth("resident", "owner"))
+    photo_id = got.json()["photo_urls"][0].rsplit("/", 1)[1]
+    other = "w-33010600100101-1"
+    if other == task["worker_id"]:
+        other = "w-33010600100102-1"
+    return World(report_id, case_id, task["id"], photo_id, task["worker_id"], other)
+
+
+def headers_for(h: Harness, w: World, caller: str) -> dict[str, str]:
+    return {
+        "anon": {},
+        "owner": h.auth("resident", "owner"),
+        "resident": h.auth("resident", "someone-else"),
+        "worker": h.auth("worker", w.worker),
+        "other_worker": h.auth("worker", w.other_worker),
+        "operator": h.auth("operator", "ops-1"),
+        "admin": h.auth("admin", "root"),
+        "sensor": {},
+    }[caller]
+
+
+BODIES: dict[str, Any] = {
+    "/v1/reports": {"category": "other", "location": CITY_POINT},
+    "/v1/reports/{report_id}/feedback": {"satisfied": True, "score": 5},
+    "/v1/tasks/{task_id}/arrive": {"location": CITY_POINT},
+    "/v1/tasks/{task_id}/resolve": {"note": "done"},
+    "/v1/admin/grids": {"type": "FeatureCollection", "features": []},
+}
+PARAMS: dict[str, dict[str, Any]] = {"/v1/grids/locate": CITY_POINT}
+
+
+async def call(h: Harness, w: World, caller: str, method: str, template: str) -> int:
+    path = template.format(
+        report_id=w.report_id, case_id=w.case_id, task_id=w.task_id, photo_id=w.photo_id
+    )
+    if method == "WS":
+        tokens = {
+            "owner": h.token("resident", "owner"),
+            "resident": h.token("resident", "r"),
+            "worker": h.token("worker", w.worker),
+            "other_worker": h.token("worker", w.other_worker),
+            "operator": h.token("operator", "o"),
+            "admin": h.token("admin", "a"),
+        }
+        url = h.base_url.replace("http", "ws") + f"{path}?token={tokens.get(caller, '')}"
+        try:
+            async with websockets.connect(url, open_timeout=5):
+                return 101  # the handshake was accepted
+        except InvalidStatus as refused:  # refused before the handshake completed
+            return refused.response.status_code
+    if caller == "sensor":
+        raw, headers = h.signed(alert(f"m-{method}-{template}"), path=path)
+        r = await h.client.request(
+            method, path, content=raw, params=PARAMS.get(template), headers=headers
+        )
+        return r.status_code
+    headers = headers_for(h, w, caller)
+    body = BODIES.get(template)
+    if template.endswith("/events"):
+        async with h.client.stream("GET", path, headers=headers) as r:
+            return r.status_code
+    r = await h.client.request(
+        method, path, json=body, params=PARAMS.get(template), headers=headers
+    )
+    return r.status_code
+
+
+def test_the_matrix_covers_every_route() -> None:
+    routes = set()
+    for router in ROUTERS:
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                routes |= {(m, route.path) for m in route.methods if m != "HEAD"}
+            elif isinstance(route, APIWebSocketRoute):
+                routes.add(("WS", route.path))
+    assert len(routes) > 20
+    assert routes == set(MATRIX), "every endpoint needs its row in MATRIX"
+
+
+async def test_every_endpoint_for_every_caller(h: Harness) -> None:
+    w = await world(h)
+    wrong: list[str] = []
+    # Refusals first, then the allowed calls (some of which change the task's state).
+    cells = sorted(
+        ((route, caller) for route in MATRIX for caller in CALLERS),
+        key=lambda rc: MATRIX[rc[0]][rc[1]] not in (NOAUTH, DENY),
+    )
+    for (method, template), caller in cells:
+        allowed = MATRIX[(method, template)][caller]
+        got = await call(h, w, caller, method, template)
+        if got not in allowed:
+            wrong.append(f"{method} {template} as {caller}: {got}, expected {sorted(allowed)}")
+    assert not wrong, "\n".join(wrong)
