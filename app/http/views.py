@@ -108,6 +108,12 @@ async def may_see_photo(session: AsyncSession, photo: Photo, who: Principal) -> 
     return False
 
 
+def public_actor(actor: str) -> str:
+    """Who acted, as the live feed shows it: staff and devices by id, residents only as
+    "resident" (the wall screen needs the role, not the person)."""
+    return "resident" if actor.startswith("resident:") else actor
+
+
 def report_links(report_id: str) -> dict[str, str]:
     base = f"/v1/reports/{report_id}"
     return {"self": base, "events": f"{base}/events", "feedback": f"{base}/feedback"}

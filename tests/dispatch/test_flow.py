@@ -98,6 +98,8 @@ async def test_report_to_closed_seen_live(h: Harness) -> None:
     assert cursors == sorted(cursors)
     assert [e["type"] for e in sse] == LOOP
     assert "worker_id" not in json.dumps([e["data"] for e in sse])  # residents see names only
+    assert "alice" not in json.dumps(feed)  # the wall screen never names the resident
+    assert "resident" in {e["actor"] for e in feed}  # only that a resident gave feedback
 
     final = (await h.client.get(f"/v1/reports/{report['id']}", headers=resident)).json()
     assert final["status"] == "closed"

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from app.core.auth import Role
 from app.core.errors import AppError
 from app.core.feed import FeedFilter, SubscriberTooSlow
+from app.http import views
 from app.http.deps import principal_from_token
 from app.runtime import Runtime
 
@@ -68,7 +69,7 @@ async def feed(
                     "category": env.category,
                     "seq": env.seq,
                     "occurred_at": env.occurred_at.isoformat(),
-                    "actor": env.actor,
+                    "actor": views.public_actor(env.actor),
                     "data": env.data,
                 }
             )
