@@ -1,18 +1,20 @@
 """Choosing a worker and offering a case.
 
-Candidates: on-duty workers of the case's grid, then of the grids that touch it (nearest
-first) in the live grid set; a case opened under an older grid set is placed again by its
-location in the live one. Within each tier the worker with the fewest active tasks wins; ties
-go to the lower id so the choice is deterministic. Workers who already declined or let an offer
-of this case expire are skipped, so an expired offer moves on to the next candidate.
+Candidates (`candidates`): on-duty workers with room under their capacity, from the case's
+grid, then the grids that touch it, then the rest of its street, in the live grid set (a case
+opened under an older grid set is placed again by its location in the live one); within a tier
+the nearest by a fresh reported location, then the least loaded. The choice is deterministic.
+Workers who already declined or let an offer of this case expire are skipped, so an expired
+offer moves on to the next candidate.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.events import EventType, append_case_event
@@ -20,21 +22,34 @@ from app.core.models import Case, SlaPolicy, SlaTimer, Task, Worker
 from dispatch import timers
 from dispatch.context import DispatchContext
 from dispatch.states import ACTIVE_TASK, CaseStatus, TaskStatus, TimerKind, TimerState
+from geo import haversine_m
+
+DISTANCE_STEP_M = 100.0  # distances within the same 100 m rank as equal
+
+
+def _tiers(ctx: DispatchContext, case: Case) -> tuple[str, list[str]]:
+    """The case's grid in the live set, and the grids that touch it (nearest first)."""
+    index = ctx.grids.index
+    if index is None:
+        return case.grid_code, []
+    home = case.grid_code
+    if index.version != case.grid_set_version:  # the grid set changed since the case opened
+        grid = index.locate(case.lon, case.lat)
+        home = grid.code if grid is not None else home
+    return home, list(index.neighbours(home))
 
 
 async def candidates(
     session: AsyncSession, ctx: DispatchContext, case: Case, exclude: set[str]
 ) -> list[Worker]:
-    """On-duty workers able to take `case`, best first."""
-    tiers: list[list[str]] = [[case.grid_code]]
-    index = ctx.grids.index
-    if index is not None:
-        home = case.grid_code
-        if index.version != case.grid_set_version:  # the grid set changed since the case opened
-            grid = index.locate(case.lon, case.lat)
-            home = grid.code if grid is not None else home
-            tiers.append([home])
-        tiers.append(list(index.neighbours(home)))
+    """On-duty workers with room for another task, best first.
+
+    Tier by tier (the case's grid, the grids that touch it, the rest of its street); within a
+    tier, by distance from the worker's location when it is fresh (reported within
+    `sla.location_fresh_s`; stale or unknown locations rank after every fresh one), then open
+    tasks against capacity, then the grid's nearness, then id.
+    """
+    home, near = _tiers(ctx, case)
     # Counted per candidate through the tasks.worker_id index, never over all tasks.
     load = (
         select(func.count())
@@ -43,16 +58,40 @@ async def candidates(
         .correlate(Worker)
         .scalar_subquery()
     )
-    for codes in tiers:
-        if not codes:
-            continue
-        rows = await session.execute(
-            select(Worker, load).where(Worker.on_duty.is_(True), Worker.grid_code.in_(codes))
+    now = ctx.clock.now()
+    fresh_after = now - timedelta(seconds=ctx.sla.location_fresh_s)
+    street = home[:9] if len(home) >= 9 else None
+    tiers: list[ColumnElement[bool]] = [Worker.grid_code == home]
+    if near:
+        tiers.append(Worker.grid_code.in_(near))
+    if street:
+        tiers.append(Worker.grid_code.startswith(street) & Worker.grid_code.not_in([home, *near]))
+    order = {code: i for i, code in enumerate([home, *near])}
+
+    def rank(worker: Worker, open_tasks: int) -> tuple[float, float, int, str]:
+        fresh = (
+            worker.location_at is not None
+            and worker.location_at >= fresh_after
+            and worker.lon is not None
+            and worker.lat is not None
         )
-        order = {code: i for i, code in enumerate(codes)}
-        found = [(n, order[w.grid_code], w.id, w) for w, n in rows if w.id not in exclude]
+        steps = math.inf
+        if fresh:
+            assert worker.lon is not None and worker.lat is not None
+            metres = haversine_m(case.lon, case.lat, worker.lon, worker.lat)
+            steps = float(int(metres // DISTANCE_STEP_M))
+        return (
+            steps,
+            open_tasks / max(worker.capacity, 1),
+            order.get(worker.grid_code, len(order)),
+            worker.id,
+        )
+
+    for tier in tiers:
+        rows = await session.execute(select(Worker, load).where(Worker.on_duty.is_(True), tier))
+        found = [(rank(w, n), w) for w, n in rows if w.id not in exclude and n < w.capacity]
         if found:
-            return [w for *_, w in sorted(found, key=lambda t: t[:3])]
+            return [w for _, w in sorted(found, key=lambda pair: pair[0])]
     return []
 
 

@@ -108,9 +108,11 @@ class Worker(Base):
     name: Mapped[str] = mapped_column(String(100))
     grid_code: Mapped[str] = mapped_column(String(20), index=True)
     on_duty: Mapped[bool] = mapped_column(Boolean, default=True)
-    lon: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)  # the last reported location, WGS-84
     lat: Mapped[float | None] = mapped_column(Float)
-    location_at: Mapped[datetime | None]
+    location_at: Mapped[datetime | None]  # when the server received it
+    location_device_at: Mapped[datetime | None]  # when the phone says it was taken
+    capacity: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
     created_at: Mapped[datetime]
 
 

@@ -76,6 +76,11 @@ class SlaSettings(BaseModel):
     arrive_radius_m: float = Field(
         default=200.0, gt=0, description="A worker may mark arrival only within this distance."
     )
+    location_fresh_s: int = Field(
+        default=900,
+        gt=0,
+        description="A worker's reported location ranks them by distance for this long.",
+    )
 
 
 class AuthSettings(BaseModel):

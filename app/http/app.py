@@ -13,7 +13,18 @@ from app.core.clock import Clock, SystemClock
 from app.core.settings import Settings
 from app.http import errors
 from app.http.ratelimit import AddressLimit, TokenBuckets
-from app.http.routes import admin, alerts, cases, catalog, feed, health, photos, reports, tasks
+from app.http.routes import (
+    admin,
+    alerts,
+    cases,
+    catalog,
+    feed,
+    health,
+    photos,
+    reports,
+    tasks,
+    workers,
+)
 from app.http.schemas import (
     AlertCreate,
     FeedbackCreate,
@@ -26,7 +37,7 @@ from app.runtime import Runtime
 
 ROUTERS = tuple(
     module.router
-    for module in (health, catalog, reports, alerts, tasks, cases, feed, photos, admin)
+    for module in (health, catalog, reports, alerts, tasks, workers, cases, feed, photos, admin)
 )
 
 DESCRIPTION = """

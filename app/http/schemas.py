@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from geo import CRS
 
@@ -163,6 +163,31 @@ class FeedbackResult(BaseModel):
 
 class LocationOnly(Strict):
     location: LocationIn
+
+
+class WorkerStatusUpdate(Strict):
+    on_duty: bool
+    location: LocationIn | None = Field(default=None, description="where the worker is now")
+    device_time: AwareDatetime | None = Field(
+        default=None, description="when the phone took the location, by its own clock"
+    )
+
+
+class WorkerLocation(BaseModel):
+    lat: float
+    lon: float
+    received_at: datetime
+    device_time: datetime | None
+
+
+class WorkerStatusRead(BaseModel):
+    id: str
+    name: str
+    grid: str
+    on_duty: bool
+    location: WorkerLocation | None
+    open_tasks: int
+    capacity: int
 
 
 class DeclineBody(Strict):

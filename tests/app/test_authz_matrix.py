@@ -57,6 +57,8 @@ MATRIX: dict[tuple[str, str], dict[str, set[int]]] = {
     ("POST", "/v1/tasks/{task_id}/decline"): WORKER_ACTION,
     ("POST", "/v1/tasks/{task_id}/arrive"): WORKER_ACTION,
     ("POST", "/v1/tasks/{task_id}/resolve"): WORKER_ACTION,
+    ("GET", "/v1/workers/me/status"): row(worker=OK_READ, other_worker=OK_READ),  # their own
+    ("PUT", "/v1/workers/me/status"): row(worker=OK_READ, other_worker=OK_READ),
     ("GET", "/v1/cases"): OPS,
     ("GET", "/v1/cases/{case_id}"): OPS,
     ("GET", "/v1/photos/{photo_id}"): row(
@@ -115,6 +117,7 @@ BODIES: dict[str, Any] = {
     "/v1/tasks/{task_id}/arrive": {"location": CITY_POINT},
     "/v1/tasks/{task_id}/resolve": {"note": "done"},
     "/v1/admin/grids": {"type": "FeatureCollection", "features": []},
+    "/v1/workers/me/status": {"on_duty": True},
 }
 PARAMS: dict[str, dict[str, Any]] = {"/v1/grids/locate": CITY_POINT}
 
