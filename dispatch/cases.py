@@ -8,7 +8,6 @@ impossible transition raises InvalidTransition carrying the current state.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -280,18 +279,19 @@ async def give_feedback(
     )
     policy = await session.get(SlaPolicy, case.category)
     if policy is not None:
+        calendar = ctx.calendar(policy.calendar)
         timers.arm(
             session,
             case_id=case.id,
             kind=TimerKind.ON_SITE,
-            due_at=now + timedelta(seconds=policy.on_site_s),
+            due_at=calendar.add(now, policy.on_site_s),
             now=now,
         )
         timers.arm(
             session,
             case_id=case.id,
             kind=TimerKind.CLOSE,
-            due_at=now + timedelta(seconds=policy.close_s),
+            due_at=calendar.add(now, policy.close_s),
             now=now,
         )
     await offer_case(session, ctx, case, actor=actor, fresh_start=True)

@@ -1,12 +1,25 @@
-"""What the engine's functions need besides a session: time, grids and the SLA settings."""
+"""What the engine's functions need besides a session: time, grids, SLA settings, calendars."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 from app.core.clock import Clock
 from app.core.grids import LiveGrids
 from app.core.settings import SlaSettings
+from dispatch.calendar import ALWAYS, Calendar, WorkingHours, parse_period
+
+
+def working_hours(sla: SlaSettings) -> WorkingHours:
+    c = sla.calendar
+    return WorkingHours(
+        ZoneInfo(c.timezone),
+        tuple(parse_period(p) for p in c.periods),
+        weekdays=frozenset(c.weekdays),
+        holidays=frozenset(c.holidays),
+        workdays=frozenset(c.workdays),
+    )
 
 
 @dataclass(frozen=True)
@@ -14,3 +27,11 @@ class DispatchContext:
     clock: Clock
     grids: LiveGrids
     sla: SlaSettings
+    _working: WorkingHours = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_working", working_hours(self.sla))
+
+    def calendar(self, name: str) -> Calendar:
+        """A policy's calendar by name: "24x7" or "working_hours"."""
+        return self._working if name == "working_hours" else ALWAYS

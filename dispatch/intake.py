@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -87,8 +86,9 @@ async def handle_report_received(
     session.add(case)
     await session.flush()
     report.case_id = case.id
-    on_site_due = opened_at + timedelta(seconds=policy.on_site_s)
-    close_due = opened_at + timedelta(seconds=policy.close_s)
+    calendar = ctx.calendar(policy.calendar)
+    on_site_due = calendar.add(opened_at, policy.on_site_s)
+    close_due = calendar.add(opened_at, policy.close_s)
     await append_case_event(
         session,
         case,

@@ -93,13 +93,16 @@ class Category(Base):
 
 
 class SlaPolicy(Base):
-    """Clock goals for one category, in seconds from the case opening (accept: from the offer)."""
+    """Clock goals for one category, in seconds of the policy's calendar from the case opening
+    (accept: wall-clock seconds from the offer)."""
 
     __tablename__ = "sla_policies"
     category_code: Mapped[str] = mapped_column(ForeignKey("categories.code"), primary_key=True)
     accept_s: Mapped[int] = mapped_column(Integer)
     on_site_s: Mapped[int] = mapped_column(Integer)
     close_s: Mapped[int] = mapped_column(Integer)
+    # "24x7", or "working_hours" (counted only in working time: sla.calendar in the settings)
+    calendar: Mapped[str] = mapped_column(String(16), default="24x7", server_default="24x7")
 
 
 class Worker(Base):

@@ -38,6 +38,7 @@ async def seed_categories(session: AsyncSession) -> None:
                 accept_s=spec.accept_s,
                 on_site_s=spec.on_site_s,
                 close_s=spec.close_s,
+                calendar=spec.calendar,
             )
         )
     await session.flush()

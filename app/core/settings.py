@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -61,6 +62,20 @@ class KafkaSettings(BaseModel):
     )
 
 
+class CalendarSettings(BaseModel):
+    """The working-hours calendar of policies that do not run 24/7."""
+
+    timezone: str = Field(default="Asia/Shanghai", description="the city's time zone")
+    periods: list[str] = Field(
+        default=["09:00-12:00", "13:30-18:00"], description="working periods of a working day"
+    )
+    weekdays: list[int] = Field(default=[0, 1, 2, 3, 4], description="working weekdays, Monday = 0")
+    holidays: list[date] = Field(default=[], description="public holidays (days off)")
+    workdays: list[date] = Field(
+        default=[], description="make-up working days (调休) that fall on a weekend"
+    )
+
+
 class SlaSettings(BaseModel):
     sweep_interval_s: float = Field(
         default=1.0, gt=0, description="How often due timers are swept."
@@ -76,6 +91,7 @@ class SlaSettings(BaseModel):
     arrive_radius_m: float = Field(
         default=200.0, gt=0, description="A worker may mark arrival only within this distance."
     )
+    calendar: CalendarSettings = CalendarSettings()
     location_fresh_s: int = Field(
         default=900,
         gt=0,

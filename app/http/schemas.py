@@ -275,6 +275,7 @@ class CategoryRead(BaseModel):
     accept_s: int
     on_site_s: int
     close_s: int
+    calendar: str = Field(description="24x7, or working_hours (only working time counts)")
 
 
 class ErrorBody(BaseModel):

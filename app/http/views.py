@@ -337,6 +337,7 @@ async def categories(session: AsyncSession) -> list[CategoryRead]:
             accept_s=p.accept_s,
             on_site_s=p.on_site_s,
             close_s=p.close_s,
+            calendar=p.calendar,
         )
         for c, p in rows
     ]
