@@ -126,7 +126,9 @@ async def arrive(
     worker = await session.get(Worker, worker_id)
     if worker is not None:
         worker.lon, worker.lat, worker.location_at = lon, lat, now
-    await timers.cancel(session, case_id=case.id, kinds=[TimerKind.ON_SITE])
+    await timers.cancel(
+        session, case_id=case.id, kinds=[TimerKind.ON_SITE, TimerKind.ON_SITE_WARNING]
+    )
     await append_case_event(
         session,
         case,
@@ -169,7 +171,16 @@ async def resolve(
         )
     case.status = CaseStatus.RESOLVED.value
     case.resolved_at = now
-    await timers.cancel(session, case_id=case.id, kinds=[TimerKind.ON_SITE, TimerKind.CLOSE])
+    await timers.cancel(
+        session,
+        case_id=case.id,
+        kinds=[
+            TimerKind.ON_SITE,
+            TimerKind.CLOSE,
+            TimerKind.ON_SITE_WARNING,
+            TimerKind.CLOSE_WARNING,
+        ],
+    )
     actor = f"worker:{worker_id}"
     await append_case_event(
         session,
@@ -279,19 +290,14 @@ async def give_feedback(
     )
     policy = await session.get(SlaPolicy, case.category)
     if policy is not None:
-        calendar = ctx.calendar(policy.calendar)
-        timers.arm(
+        timers.arm_clocks(
             session,
             case_id=case.id,
-            kind=TimerKind.ON_SITE,
-            due_at=calendar.add(now, policy.on_site_s),
-            now=now,
-        )
-        timers.arm(
-            session,
-            case_id=case.id,
-            kind=TimerKind.CLOSE,
-            due_at=calendar.add(now, policy.close_s),
+            calendar=ctx.calendar(policy.calendar),
+            start=now,
+            on_site_s=policy.on_site_s,
+            close_s=policy.close_s,
+            warn_at=ctx.sla.warn_at,
             now=now,
         )
     await offer_case(session, ctx, case, actor=actor, fresh_start=True)

@@ -12,7 +12,7 @@ from app.core.models import Case, Category, Report, SlaPolicy
 from dispatch import timers
 from dispatch.assignment import offer_case
 from dispatch.context import DispatchContext
-from dispatch.states import CaseStatus, TimerKind
+from dispatch.states import CaseStatus
 
 ACTOR = "system:dispatcher"
 
@@ -86,9 +86,16 @@ async def handle_report_received(
     session.add(case)
     await session.flush()
     report.case_id = case.id
-    calendar = ctx.calendar(policy.calendar)
-    on_site_due = calendar.add(opened_at, policy.on_site_s)
-    close_due = calendar.add(opened_at, policy.close_s)
+    on_site_due, close_due = timers.arm_clocks(
+        session,
+        case_id=case.id,
+        calendar=ctx.calendar(policy.calendar),
+        start=opened_at,
+        on_site_s=policy.on_site_s,
+        close_s=policy.close_s,
+        warn_at=ctx.sla.warn_at,
+        now=now,
+    )
     await append_case_event(
         session,
         case,
@@ -108,6 +115,4 @@ async def handle_report_received(
             "close_due_at": close_due.isoformat(),
         },
     )
-    timers.arm(session, case_id=case.id, kind=TimerKind.ON_SITE, due_at=on_site_due, now=now)
-    timers.arm(session, case_id=case.id, kind=TimerKind.CLOSE, due_at=close_due, now=now)
     await offer_case(session, ctx, case, actor=ACTOR, fresh_start=True)  # nobody refused yet

@@ -2,8 +2,9 @@
 
 A sweep takes one due timer at a time in its own transaction (FOR UPDATE SKIP LOCKED on
 PostgreSQL, so several sweepers share the work; SQLite has one writer), marks it fired and acts:
-an unanswered offer expires and moves on; a missed on-site or close deadline appends SlaBreached
-and raises the escalation level; a passed feedback window closes the case; a retry re-dispatches.
+an unanswered offer expires and moves on; a clock past `sla.warn_at` of its goal appends
+SlaWarning; a missed on-site or close deadline appends SlaBreached and raises the escalation
+level; a passed feedback window closes the case; a retry re-dispatches.
 A timer whose condition no longer holds (the worker arrived in time) fires silently.
 """
 
@@ -93,6 +94,10 @@ async def fire(session: AsyncSession, ctx: DispatchContext, timer: SlaTimer) -> 
         kind is TimerKind.CLOSE and case.status not in _DONE
     ):
         await _breach(session, ctx, case, timer)
+    elif (kind is TimerKind.ON_SITE_WARNING and case.status in _BEFORE_ON_SITE) or (
+        kind is TimerKind.CLOSE_WARNING and case.status not in _DONE
+    ):
+        await _warn(session, ctx, case, timer)
     elif kind is TimerKind.FEEDBACK and case.status == CaseStatus.RESOLVED.value:
         await close_case(session, ctx, case, actor=ACTOR, reason="feedback_window_elapsed")
     elif kind is TimerKind.REDISPATCH and case.status in (
@@ -106,6 +111,33 @@ async def fire(session: AsyncSession, ctx: DispatchContext, timer: SlaTimer) -> 
         )
         if active is None:
             await offer_case(session, ctx, case, actor=ACTOR, fresh_start=True)
+
+
+async def _warn(session: AsyncSession, ctx: DispatchContext, case: Case, timer: SlaTimer) -> None:
+    clock = TimerKind.ON_SITE if timer.kind == TimerKind.ON_SITE_WARNING else TimerKind.CLOSE
+    due = await session.scalar(
+        select(SlaTimer.due_at).where(
+            SlaTimer.case_id == case.id,
+            SlaTimer.kind == clock.value,
+            SlaTimer.state == TimerState.ARMED.value,
+        )
+    )
+    if due is None:
+        return  # the clock itself has stopped
+    await append_case_event(
+        session,
+        case,
+        EventType.SLA_WARNING,
+        actor=ACTOR,
+        now=ctx.clock.now(),
+        data={
+            "clock": clock.value,
+            "due_at": due.isoformat(),
+            "percent": round(ctx.sla.warn_at * 100),
+            "assignee": case.assignee_worker_id,
+            "status": case.status,
+        },
+    )
 
 
 async def _breach(session: AsyncSession, ctx: DispatchContext, case: Case, timer: SlaTimer) -> None:

@@ -36,6 +36,8 @@ class TimerKind(StrEnum):
     CLOSE = "close"  # case resolved, from the case opening
     FEEDBACK = "feedback"  # resident feedback window after resolution
     REDISPATCH = "redispatch"  # retry when nobody could be offered the case
+    ON_SITE_WARNING = "on_site_warn"  # `sla.warn_at` of the on-site clock has passed
+    CLOSE_WARNING = "close_warn"  # `sla.warn_at` of the close clock has passed
 
 
 class TimerState(StrEnum):

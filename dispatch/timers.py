@@ -9,6 +9,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.models import SlaTimer
+from dispatch.calendar import Calendar
 from dispatch.states import TimerKind, TimerState
 
 
@@ -68,3 +69,30 @@ async def cancel(
     if task_id is not None:
         stmt = stmt.where(SlaTimer.task_id == task_id)
     await session.execute(stmt)
+
+
+def arm_clocks(
+    session: AsyncSession,
+    *,
+    case_id: str,
+    calendar: Calendar,
+    start: datetime,
+    on_site_s: int,
+    close_s: int,
+    warn_at: float,
+    now: datetime,
+) -> tuple[datetime, datetime]:
+    """Arm a case's on-site and close clocks from `start` in the policy's calendar, each with
+    its warning at `warn_at` of the way. Returns the two due times."""
+    dues = []
+    for kind, warning, goal in (
+        (TimerKind.ON_SITE, TimerKind.ON_SITE_WARNING, on_site_s),
+        (TimerKind.CLOSE, TimerKind.CLOSE_WARNING, close_s),
+    ):
+        due = calendar.add(start, goal)
+        arm(session, case_id=case_id, kind=kind, due_at=due, now=now)
+        if 0 < warn_at < 1:
+            warn = calendar.add(start, goal * warn_at)
+            arm(session, case_id=case_id, kind=warning, due_at=warn, now=now)
+        dues.append(due)
+    return dues[0], dues[1]

@@ -37,6 +37,7 @@ class EventType(StrEnum):
     FEEDBACK_RECEIVED = "FeedbackReceived"
     CASE_REOPENED = "CaseReopened"
     CASE_CLOSED = "CaseClosed"
+    SLA_WARNING = "SlaWarning"
     SLA_BREACHED = "SlaBreached"
 
 

@@ -92,6 +92,13 @@ class SlaSettings(BaseModel):
         default=200.0, gt=0, description="A worker may mark arrival only within this distance."
     )
     calendar: CalendarSettings = CalendarSettings()
+    warn_at: float = Field(
+        default=0.8,
+        ge=0,
+        lt=1,
+        description="Warn (SlaWarning) when this share of an on-site or close clock has passed; "
+        "0 turns warnings off.",
+    )
     location_fresh_s: int = Field(
         default=900,
         gt=0,

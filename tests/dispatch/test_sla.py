@@ -54,9 +54,9 @@ async def test_missed_on_site_deadline_breaches_once(h: Harness) -> None:
     )
     assert r.status_code == 200
     h.clock.advance(5 * 60 + 1)
-    assert await h.sweep() == 1
+    assert await h.sweep() == 2  # the 80 % warning, then the breach
     case = await h.case(case_id)
-    assert types(case)[-1] == "SlaBreached"
+    assert types(case)[-2:] == ["SlaWarning", "SlaBreached"]
     breach = case["timeline"][-1]["data"]
     assert breach["clock"] == "on_site" and breach["escalation_level"] == 1
     assert case["escalation_level"] == 1
@@ -67,7 +67,7 @@ async def test_missed_on_site_deadline_breaches_once(h: Harness) -> None:
     assert [c["id"] for c in listed.json()["items"]] == [case_id]
 
     h.clock.advance(10 * 60)  # 15 minutes after opening: the close clock too
-    assert await h.sweep() == 1
+    assert await h.sweep() == 2  # its warning at 12 minutes, then its breach
     case = await h.case(case_id)
     assert case["escalation_level"] == 2
     assert [e["data"]["clock"] for e in case["timeline"] if e["type"] == "SlaBreached"] == [
@@ -272,3 +272,46 @@ async def test_outbox_is_pruned_once_done_and_old(h: Harness) -> None:
     # The pipeline still works after pruning.
     again = await h.report("ivy")
     await h.offered_task(await h.case_of(again["id"]))
+
+
+async def test_warnings_come_once_before_each_breach(h: Harness) -> None:
+    _, case_id, _ = await report_in_single_worker_grid(h)
+    task = await h.offered_task(case_id)
+    worker = h.auth("worker", task["worker_id"])
+    assert (
+        await h.client.post(f"/v1/tasks/{task['id']}/accept", headers=worker)
+    ).status_code == 200
+    h.clock.advance(4 * 60 - 1)
+    assert await h.sweep() == 0  # 80 % of the 5-minute on-site clock is 4 minutes
+    h.clock.advance(2)
+    assert await h.sweep() == 1
+    case = await h.case(case_id)
+    warning = case["timeline"][-1]
+    assert warning["type"] == "SlaWarning"
+    assert warning["data"]["clock"] == "on_site" and warning["data"]["percent"] == 80
+    assert case["escalation_level"] == 0  # a warning does not escalate
+    assert await h.sweep() == 0  # once
+    h.clock.advance(60)
+    assert await h.sweep() == 1
+    assert types(await h.case(case_id))[-1] == "SlaBreached"
+    h.clock.advance(12 * 60 - 5 * 60)  # 12 minutes after opening: 80 % of the close clock
+    assert await h.sweep() == 1
+    last = (await h.case(case_id))["timeline"][-1]
+    assert last["type"] == "SlaWarning" and last["data"]["clock"] == "close"
+
+
+async def test_a_clock_met_in_time_never_warns(h: Harness) -> None:
+    _, case_id, code = await report_in_single_worker_grid(h)
+    task = await h.offered_task(case_id)
+    worker = h.auth("worker", task["worker_id"])
+    await h.client.post(f"/v1/tasks/{task['id']}/accept", headers=worker)
+    centre = h.runtime.grids.require().get(code).geometry.representative_point()  # type: ignore[union-attr]
+    r = await h.client.post(
+        f"/v1/tasks/{task['id']}/arrive",
+        json={"location": {"lat": centre.y, "lon": centre.x}},
+        headers=worker,
+    )
+    assert r.status_code == 200
+    h.clock.advance(6 * 60)
+    assert await h.sweep() == 0  # on site in time: neither warning nor breach
+    assert "SlaWarning" not in types(await h.case(case_id))
