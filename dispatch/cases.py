@@ -63,7 +63,9 @@ async def accept_task(
     task.status = TaskStatus.ACCEPTED.value
     task.accepted_at = now
     case.status = CaseStatus.ACCEPTED.value
-    await timers.cancel(session, case_id=case.id, kinds=[TimerKind.ACCEPT], task_id=task.id)
+    await timers.cancel(
+        session, case_id=case.id, now=now, kinds=[TimerKind.ACCEPT], task_id=task.id
+    )
     await append_case_event(
         session,
         case,
@@ -88,7 +90,9 @@ async def decline_task(
     task.status = TaskStatus.DECLINED.value
     task.ended_at = now
     task.note = reason
-    await timers.cancel(session, case_id=case.id, kinds=[TimerKind.ACCEPT], task_id=task.id)
+    await timers.cancel(
+        session, case_id=case.id, now=now, kinds=[TimerKind.ACCEPT], task_id=task.id
+    )
     await append_case_event(
         session,
         case,
@@ -127,7 +131,7 @@ async def arrive(
     if worker is not None:
         worker.lon, worker.lat, worker.location_at = lon, lat, now
     await timers.cancel(
-        session, case_id=case.id, kinds=[TimerKind.ON_SITE, TimerKind.ON_SITE_WARNING]
+        session, case_id=case.id, now=now, kinds=[TimerKind.ON_SITE, TimerKind.ON_SITE_WARNING]
     )
     await append_case_event(
         session,
@@ -174,6 +178,7 @@ async def resolve(
     await timers.cancel(
         session,
         case_id=case.id,
+        now=now,
         kinds=[
             TimerKind.ON_SITE,
             TimerKind.CLOSE,
@@ -214,7 +219,7 @@ async def close_case(
     now = ctx.clock.now()
     case.status = CaseStatus.CLOSED.value
     case.closed_at = now
-    await timers.cancel(session, case_id=case.id, kinds=list(TimerKind))
+    await timers.cancel(session, case_id=case.id, now=now, kinds=list(TimerKind))
     await append_case_event(
         session, case, EventType.CASE_CLOSED, actor=actor, now=now, data={"reason": reason}
     )
@@ -279,7 +284,7 @@ async def give_feedback(
         return case
     case.status = CaseStatus.REOPENED.value
     case.resolved_at = None
-    await timers.cancel(session, case_id=case.id, kinds=[TimerKind.FEEDBACK])
+    await timers.cancel(session, case_id=case.id, now=now, kinds=[TimerKind.FEEDBACK])
     await append_case_event(
         session,
         case,

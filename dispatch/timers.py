@@ -54,9 +54,15 @@ def arm_after(
 
 
 async def cancel(
-    session: AsyncSession, *, case_id: str, kinds: Iterable[TimerKind], task_id: str | None = None
+    session: AsyncSession,
+    *,
+    case_id: str,
+    kinds: Iterable[TimerKind],
+    now: datetime,
+    task_id: str | None = None,
 ) -> None:
-    """Cancel the armed timers of these kinds on a case (and task, when given)."""
+    """Cancel the armed timers of these kinds on a case (and task, when given): the clock was
+    met or no longer applies. `fired_at` records when it stopped."""
     stmt = (
         update(SlaTimer)
         .where(
@@ -64,7 +70,7 @@ async def cancel(
             SlaTimer.state == TimerState.ARMED.value,
             SlaTimer.kind.in_([k.value for k in kinds]),
         )
-        .values(state=TimerState.CANCELLED.value)
+        .values(state=TimerState.CANCELLED.value, fired_at=now)
     )
     if task_id is not None:
         stmt = stmt.where(SlaTimer.task_id == task_id)

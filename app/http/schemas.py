@@ -126,6 +126,19 @@ class Deadlines(BaseModel):
     close_due_at: datetime | None = None
 
 
+class ClockState(BaseModel):
+    """One SLA clock of a case, as a service desk shows it."""
+
+    clock: Literal["accept", "on_site", "close"]
+    calendar: str = Field(description="24x7, or working_hours (only working time counts)")
+    goal_s: int
+    due_at: datetime
+    elapsed_s: float = Field(description="time counted so far (in the calendar)")
+    remaining_s: float = Field(description="time left before due; negative once overdue")
+    state: Literal["running", "met", "breached"]
+    breached: bool
+
+
 class Assignee(BaseModel):
     display_name: str
 
@@ -142,6 +155,7 @@ class ReportRead(BaseModel):
     escalation_level: int
     assignee: Assignee | None
     deadlines: Deadlines
+    sla: list[ClockState]
     photos: int
     photo_urls: list[str] = Field(description="each photo, for those allowed to see it")
     feedback_given: bool
@@ -263,6 +277,7 @@ class CaseRead(CaseSummary):
     report_ids: list[str]
     task: TaskBrief | None
     deadlines: Deadlines
+    sla: list[ClockState]
     timers: list[TimerRead]
     timeline: list[TimelineEntry]
 

@@ -26,6 +26,7 @@ from app.http.schemas import (
     CaseRead,
     CaseSummary,
     CategoryRead,
+    ClockState,
     Deadlines,
     GridPathItem,
     GridRead,
@@ -35,7 +36,8 @@ from app.http.schemas import (
     TimelineEntry,
     TimerRead,
 )
-from dispatch.states import ACTIVE_TASK
+from dispatch.context import DispatchContext
+from dispatch.states import ACTIVE_TASK, TimerKind
 from geo import GridIndex
 
 # What a resident may see of an event's data: progress, never other people's identifiers.
@@ -136,6 +138,53 @@ async def deadlines(session: AsyncSession, case_id: str) -> Deadlines:
     return out
 
 
+SLA_CLOCKS = (TimerKind.ACCEPT, TimerKind.ON_SITE, TimerKind.CLOSE)
+
+
+async def sla_state(session: AsyncSession, ctx: DispatchContext, case: Case) -> list[ClockState]:
+    """Each clock's goal, due time, time counted and left in its calendar, and whether it is
+    running, met or breached (the newest run of each clock: a reopened case starts again)."""
+    policy = await session.get(SlaPolicy, case.category)
+    if policy is None:
+        return []
+    rows = await session.scalars(
+        select(SlaTimer)
+        .where(SlaTimer.case_id == case.id, SlaTimer.kind.in_([k.value for k in SLA_CLOCKS]))
+        .order_by(SlaTimer.id)
+    )
+    newest = {t.kind: t for t in rows}
+    now = ctx.clock.now()
+    out = []
+    for kind in SLA_CLOCKS:
+        timer = newest.get(kind.value)
+        if timer is None or (kind is TimerKind.ACCEPT and timer.state != "armed"):
+            continue  # the accept clock is shown while an offer is open
+        calendar_name = "24x7" if kind is TimerKind.ACCEPT else policy.calendar
+        calendar = ctx.calendar(calendar_name)
+        goal = {
+            TimerKind.ACCEPT: policy.accept_s,
+            TimerKind.ON_SITE: policy.on_site_s,
+            TimerKind.CLOSE: policy.close_s,
+        }[kind]
+        state = {"cancelled": "met", "fired": "breached"}.get(timer.state, "running")
+        at = (timer.fired_at or now) if state == "met" else now
+        due = timer.due_at
+        remaining = calendar.elapsed(at, due) if at <= due else -calendar.elapsed(due, at)
+        out.append(
+            ClockState(
+                clock=kind.value,
+                calendar=calendar_name,
+                goal_s=goal,
+                due_at=due,
+                elapsed_s=round(goal - remaining, 3),
+                remaining_s=round(remaining, 3),
+                state=state,
+                breached=state == "breached" or remaining < 0,
+            )
+        )
+    return out
+
+
 async def timeline(
     session: AsyncSession, case_id: str, *, for_resident: bool
 ) -> list[TimelineEntry]:
@@ -163,13 +212,20 @@ async def active_task(session: AsyncSession, case_id: str) -> Task | None:
 
 
 async def report_view(
-    session: AsyncSession, index: GridIndex | None, report: Report, *, for_resident: bool
+    session: AsyncSession,
+    ctx: DispatchContext,
+    index: GridIndex | None,
+    report: Report,
+    *,
+    for_resident: bool,
 ) -> ReportRead:
     case = await session.get(Case, report.case_id) if report.case_id else None
     assignee = None
     dl = Deadlines()
     events: list[TimelineEntry] = []
+    clocks: list[ClockState] = []
     if case is not None:
+        clocks = await sla_state(session, ctx, case)
         if case.assignee_worker_id:
             worker = await session.get(Worker, case.assignee_worker_id)
             if worker is not None:
@@ -190,6 +246,7 @@ async def report_view(
         escalation_level=case.escalation_level if case else 0,
         assignee=assignee,
         deadlines=dl,
+        sla=clocks,
         photos=len(photos),
         photo_urls=photos,
         feedback_given=feedback is not None,
@@ -252,7 +309,7 @@ def case_summary(case: Case) -> CaseSummary:
     )
 
 
-async def case_view(session: AsyncSession, case: Case) -> CaseRead:
+async def case_view(session: AsyncSession, ctx: DispatchContext, case: Case) -> CaseRead:
     task = await active_task(session, case.id)
     report_ids = list(
         await session.scalars(
@@ -277,6 +334,7 @@ async def case_view(session: AsyncSession, case: Case) -> CaseRead:
         if task
         else None,
         deadlines=await deadlines(session, case.id),
+        sla=await sla_state(session, ctx, case),
         timers=[
             TimerRead(kind=t.kind, due_at=t.due_at, state=t.state, fired_at=t.fired_at)
             for t in timers

@@ -1,6 +1,8 @@
 """Deadlines with an injected clock: offers expire and move on, breaches fire exactly once."""
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
 
@@ -315,3 +317,61 @@ async def test_a_clock_met_in_time_never_warns(h: Harness) -> None:
     h.clock.advance(6 * 60)
     assert await h.sweep() == 0  # on site in time: neither warning nor breach
     assert "SlaWarning" not in types(await h.case(case_id))
+
+
+def clocks(case: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["clock"]: c for c in case["sla"]}
+
+
+async def test_each_clock_shows_goal_elapsed_remaining_and_state(h: Harness) -> None:
+    report, case_id, code = await report_in_single_worker_grid(h)
+    task = await h.offered_task(case_id)
+    offered = clocks(await h.case(case_id))
+    assert offered["accept"]["goal_s"] == 60 and offered["accept"]["state"] == "running"
+    worker = h.auth("worker", task["worker_id"])
+    await h.client.post(f"/v1/tasks/{task['id']}/accept", headers=worker)
+    h.clock.advance(120)
+    now = clocks(await h.case(case_id))
+    assert "accept" not in now  # shown only while an offer is open
+    assert now["on_site"] == {
+        "clock": "on_site",
+        "calendar": "24x7",
+        "goal_s": 300,
+        "due_at": now["on_site"]["due_at"],
+        "elapsed_s": 120.0,
+        "remaining_s": 180.0,
+        "state": "running",
+        "breached": False,
+    }
+    assert (now["close"]["elapsed_s"], now["close"]["remaining_s"]) == (120.0, 780.0)
+    h.clock.advance(60)
+    centre = h.runtime.grids.require().get(code).geometry.representative_point()  # type: ignore[union-attr]
+    await h.client.post(
+        f"/v1/tasks/{task['id']}/arrive",
+        json={"location": {"lat": centre.y, "lon": centre.x}},
+        headers=worker,
+    )
+    h.clock.advance(600)  # the on-site clock stopped at 3 minutes; the close clock ran on
+    await h.sweep()
+    later = clocks(await h.case(case_id))
+    assert later["on_site"]["state"] == "met" and later["on_site"]["elapsed_s"] == 180.0
+    assert later["close"]["state"] == "running" and later["close"]["remaining_s"] == 120.0
+    h.clock.advance(180)
+    await h.sweep()
+    late = clocks(await h.case(case_id))
+    assert late["close"]["state"] == "breached" and late["close"]["remaining_s"] == -60.0
+    # The resident sees the same clocks on the report.
+    mine = await h.client.get(f"/v1/reports/{report['id']}", headers=h.auth("resident", "erin"))
+    assert clocks(mine.json())["close"]["state"] == "breached"
+
+
+async def test_working_hours_clocks_count_only_working_time(h: Harness) -> None:
+    friday = datetime(2026, 1, 9, 17, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
+    h.clock.advance((friday - h.clock.now()).total_seconds())
+    report = await h.report("gus", "garbage_overflow")
+    case_id = await h.case_of(report["id"])
+    await h.offered_task(case_id)
+    h.clock.advance(18.5 * 3600)  # Saturday noon
+    on_site = clocks(await h.case(case_id))["on_site"]
+    assert on_site["calendar"] == "working_hours"
+    assert (on_site["elapsed_s"], on_site["remaining_s"]) == (1800.0, 5400.0)

@@ -55,8 +55,8 @@ async def list_cases(
     summary="One case with its assignee, task, SLA deadlines, timers and timeline",
     responses=errors(401, 403, 404),
 )
-async def read_case(case_id: str, _: Operator, session: Reader) -> CaseRead:
+async def read_case(case_id: str, _: Operator, session: Reader, runtime: RuntimeDep) -> CaseRead:
     case = await session.get(Case, case_id)
     if case is None:
         raise CaseNotFound(f"case {case_id} does not exist")
-    return await views.case_view(session, case)
+    return await views.case_view(session, runtime.ctx, case)

@@ -121,7 +121,7 @@ async def read_report(
 ) -> ReportRead:
     report = await _readable_report(session, report_id, who)
     return await views.report_view(
-        session, runtime.grids.index, report, for_resident=who.role is Role.RESIDENT
+        session, runtime.ctx, runtime.grids.index, report, for_resident=who.role is Role.RESIDENT
     )
 
 
