@@ -118,8 +118,3 @@ class TokenVerifier:
         if not isinstance(subject, str) or not subject or len(subject) > 128:
             raise Unauthorized("token subject is invalid")
         return Principal(role, subject)
-
-
-def verify_token(secret: str, token: str, *, issuer: str, audience: str) -> Principal:
-    """An HS256 token signed with `secret`."""
-    return TokenVerifier(secret, issuer=issuer, audience=audience).verify(token)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
-from app.core.auth import Role, verify_token
+from app.core.auth import Role, TokenVerifier
 from app.core.settings import Settings
 from geo.demo_city import demo_grids
 from geo.grids import GridIndex
@@ -25,7 +25,8 @@ def test_token_issue_prints_a_verifiable_token(
     assert main(["token", "issue", "--role", "worker", "--subject", "w-1"]) == 0
     token = capsys.readouterr().out.strip()
     settings = Settings()
-    who = verify_token(settings.jwt_secret(), token, issuer="gridflow", audience="gridflow")
+    verifier = TokenVerifier(settings.jwt_secret(), issuer="gridflow", audience="gridflow")
+    who = verifier.verify(token)
     assert (who.role, who.subject) == (Role.WORKER, "w-1")
     assert (data_dir / "jwt-secret").stat().st_mode & 0o077 == 0
 
