@@ -44,6 +44,12 @@ class TimerState(StrEnum):
     ARMED = "armed"
     FIRED = "fired"
     CANCELLED = "cancelled"
+    PAUSED = "paused"  # the case's clocks are stopped; `paused_remaining_s` is what is left
+
+
+class PauseKind(StrEnum):
+    WAITING_FOR_RESIDENT = "waiting_for_resident"
+    EXTENSION = "extension"  # 延期: approved, with reason and approver
 
 
 ACTIVE_TASK = (TaskStatus.OFFERED, TaskStatus.ACCEPTED, TaskStatus.ON_SITE)

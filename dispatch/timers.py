@@ -67,7 +67,7 @@ async def cancel(
         update(SlaTimer)
         .where(
             SlaTimer.case_id == case_id,
-            SlaTimer.state == TimerState.ARMED.value,
+            SlaTimer.state.in_([TimerState.ARMED.value, TimerState.PAUSED.value]),
             SlaTimer.kind.in_([k.value for k in kinds]),
         )
         .values(state=TimerState.CANCELLED.value, fired_at=now)

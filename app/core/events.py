@@ -37,6 +37,8 @@ class EventType(StrEnum):
     FEEDBACK_RECEIVED = "FeedbackReceived"
     CASE_REOPENED = "CaseReopened"
     CASE_CLOSED = "CaseClosed"
+    SLA_PAUSED = "SlaPaused"
+    SLA_RESUMED = "SlaResumed"
     SLA_WARNING = "SlaWarning"
     SLA_BREACHED = "SlaBreached"
 

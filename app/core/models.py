@@ -200,6 +200,8 @@ class Case(Base):
     source_device_id: Mapped[str | None] = mapped_column(String(64))
     assignee_worker_id: Mapped[str | None] = mapped_column(String(64))
     seq: Mapped[int] = mapped_column(Integer, default=0)
+    paused_at: Mapped[datetime | None]  # the SLA clocks are stopped since (see dispatch/pauses.py)
+    pause_kind: Mapped[str | None] = mapped_column(String(32))
     head_hash: Mapped[str | None] = mapped_column(String(64))  # the newest event's hash
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -236,7 +238,8 @@ class SlaTimer(Base):
     due_at: Mapped[datetime]
     state: Mapped[str] = mapped_column(String(16), default="armed")
     created_at: Mapped[datetime]
-    fired_at: Mapped[datetime | None]
+    fired_at: Mapped[datetime | None]  # when it fired, or when it was cancelled
+    paused_remaining_s: Mapped[float | None] = mapped_column(Float)  # calendar time left
 
 
 class CaseEvent(Base):

@@ -206,6 +206,9 @@ class LimitSettings(BaseModel):
     reads: Bucket = Field(
         default=Bucket(per_minute=600, burst=120), description="Reads per principal."
     )
+    operations: Bucket = Field(
+        default=Bucket(per_minute=120, burst=30), description="Operators' case actions."
+    )
     admin: Bucket = Field(default=Bucket(per_minute=30, burst=10), description="Per admin.")
     trust_forwarded_for: bool = Field(
         default=False,

@@ -147,7 +147,7 @@ async def get_signed_request(
 Signed = Annotated[SignedRequest, Depends(get_signed_request)]
 
 
-LimitKind = Literal["reports", "worker_actions", "reads", "admin"]
+LimitKind = Literal["reports", "worker_actions", "reads", "operations", "admin"]
 
 
 def limit(kind: LimitKind) -> Any:

@@ -135,8 +135,16 @@ class ClockState(BaseModel):
     due_at: datetime
     elapsed_s: float = Field(description="time counted so far (in the calendar)")
     remaining_s: float = Field(description="time left before due; negative once overdue")
-    state: Literal["running", "met", "breached"]
+    state: Literal["running", "paused", "met", "breached"]
+    paused: bool
     breached: bool
+
+
+class PauseBody(Strict):
+    kind: Literal["waiting_for_resident", "extension"] = Field(
+        description="waiting for the resident, or an approved extension (延期)"
+    )
+    reason: str = Field(min_length=1, max_length=500)
 
 
 class Assignee(BaseModel):

@@ -166,10 +166,15 @@ async def sla_state(session: AsyncSession, ctx: DispatchContext, case: Case) -> 
             TimerKind.ON_SITE: policy.on_site_s,
             TimerKind.CLOSE: policy.close_s,
         }[kind]
-        state = {"cancelled": "met", "fired": "breached"}.get(timer.state, "running")
+        state = {"cancelled": "met", "fired": "breached", "paused": "paused"}.get(
+            timer.state, "running"
+        )
         at = (timer.fired_at or now) if state == "met" else now
         due = timer.due_at
-        remaining = calendar.elapsed(at, due) if at <= due else -calendar.elapsed(due, at)
+        if state == "paused":
+            remaining = timer.paused_remaining_s or 0.0
+        else:
+            remaining = calendar.elapsed(at, due) if at <= due else -calendar.elapsed(due, at)
         out.append(
             ClockState(
                 clock=kind.value,
@@ -179,6 +184,7 @@ async def sla_state(session: AsyncSession, ctx: DispatchContext, case: Case) -> 
                 elapsed_s=round(goal - remaining, 3),
                 remaining_s=round(remaining, 3),
                 state=state,
+                paused=state == "paused",
                 breached=state == "breached" or remaining < 0,
             )
         )

@@ -61,6 +61,9 @@ MATRIX: dict[tuple[str, str], dict[str, set[int]]] = {
     ("PUT", "/v1/workers/me/status"): row(worker=OK_READ, other_worker=OK_READ),
     ("GET", "/v1/cases"): OPS,
     ("GET", "/v1/cases/{case_id}"): OPS,
+    # The operator stops the clocks; the admin then meets a stopped clock (409), and so on.
+    ("POST", "/v1/cases/{case_id}/pause"): row(operator={200, 409}, admin={200, 409}),
+    ("POST", "/v1/cases/{case_id}/resume"): row(operator={200, 409}, admin={200, 409}),
     ("GET", "/v1/photos/{photo_id}"): row(
         owner=OK_READ, worker=OK_READ, operator=OK_READ, admin=OK_READ
     ),
@@ -118,6 +121,7 @@ BODIES: dict[str, Any] = {
     "/v1/tasks/{task_id}/resolve": {"note": "done"},
     "/v1/admin/grids": {"type": "FeatureCollection", "features": []},
     "/v1/workers/me/status": {"on_duty": True},
+    "/v1/cases/{case_id}/pause": {"kind": "waiting_for_resident", "reason": "等居民开门"},
 }
 PARAMS: dict[str, dict[str, Any]] = {"/v1/grids/locate": CITY_POINT}
 

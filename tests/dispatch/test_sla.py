@@ -341,6 +341,7 @@ async def test_each_clock_shows_goal_elapsed_remaining_and_state(h: Harness) -> 
         "elapsed_s": 120.0,
         "remaining_s": 180.0,
         "state": "running",
+        "paused": False,
         "breached": False,
     }
     assert (now["close"]["elapsed_s"], now["close"]["remaining_s"]) == (120.0, 780.0)

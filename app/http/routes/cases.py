@@ -1,17 +1,20 @@
-"""Operations centre: list and inspect cases."""
+"""Operations centre: list and inspect cases, stop and restart their SLA clocks."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from app.core.errors import CaseNotFound
 from app.core.models import Case
 from app.http import views
-from app.http.deps import Operator, Reader, RuntimeDep, limit
+from app.http.bodies import read_json
+from app.http.deps import Operator, Reader, RuntimeDep, UnitOfWork, limit
 from app.http.docs import errors
-from app.http.schemas import CasePage, CaseRead
+from app.http.schemas import CasePage, CaseRead, PauseBody
+from dispatch import pauses
+from dispatch.states import PauseKind
 
 router = APIRouter(prefix="/v1/cases", tags=["operations"])
 
@@ -59,4 +62,47 @@ async def read_case(case_id: str, _: Operator, session: Reader, runtime: Runtime
     case = await session.get(Case, case_id)
     if case is None:
         raise CaseNotFound(f"case {case_id} does not exist")
+    return await views.case_view(session, runtime.ctx, case)
+
+
+async def pause_body(request: Request, _: Operator) -> PauseBody:
+    return await read_json(request, PauseBody)
+
+
+@router.post(
+    "/{case_id}/pause",
+    dependencies=[limit("operations")],
+    summary="Stop the case's SLA clocks: waiting for the resident, or an approved extension",
+    description="Each running on-site and close clock keeps the time it has left; the reason "
+    "and the approving operator are recorded in the case history (SlaPaused).",
+    responses=errors(400, 401, 403, 404, 409, 413, 415, 422),
+)
+async def pause_clocks(
+    case_id: str,
+    who: Operator,
+    body: Annotated[PauseBody, Depends(pause_body)],
+    session: UnitOfWork,
+    runtime: RuntimeDep,
+) -> CaseRead:
+    case = await pauses.pause(
+        session,
+        runtime.ctx,
+        case_id,
+        kind=PauseKind(body.kind),
+        reason=body.reason,
+        actor=who.actor,
+    )
+    return await views.case_view(session, runtime.ctx, case)
+
+
+@router.post(
+    "/{case_id}/resume",
+    dependencies=[limit("operations")],
+    summary="Restart the case's SLA clocks with exactly the time each had left",
+    responses=errors(401, 403, 404, 409),
+)
+async def resume_clocks(
+    case_id: str, who: Operator, session: UnitOfWork, runtime: RuntimeDep
+) -> CaseRead:
+    case = await pauses.resume(session, runtime.ctx, case_id, actor=who.actor)
     return await views.case_view(session, runtime.ctx, case)

@@ -1,0 +1,109 @@
+"""Stopping and restarting a case's SLA clocks.
+
+While a case waits for the resident (a question asked, access to a courtyard) or runs on an
+approved extension (延期, with its reason and approver), its on-site and close clocks and their
+warnings stop: each running timer keeps the calendar time it had left and leaves the sweeper's
+view. Resuming re-arms each from that moment with exactly the time it had left, in its policy's
+calendar, so the pause is accounted to the second and a pause over a night or weekend costs a
+working-hours clock nothing extra. Both steps are case events, in the case's sealed history.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import CaseNotFound, InvalidTransition
+from app.core.events import EventType, append_case_event
+from app.core.models import Case, SlaPolicy, SlaTimer
+from dispatch.context import DispatchContext
+from dispatch.states import CaseStatus, PauseKind, TimerKind, TimerState
+
+CLOCKS = (
+    TimerKind.ON_SITE,
+    TimerKind.CLOSE,
+    TimerKind.ON_SITE_WARNING,
+    TimerKind.CLOSE_WARNING,
+)
+_OPEN = {
+    CaseStatus.REPORTED.value,
+    CaseStatus.DISPATCHED.value,
+    CaseStatus.ACCEPTED.value,
+    CaseStatus.ON_SITE.value,
+    CaseStatus.REOPENED.value,
+}
+
+
+async def _load(session: AsyncSession, case_id: str) -> Case:
+    case = await session.get(Case, case_id, with_for_update=True)
+    if case is None:
+        raise CaseNotFound(f"case {case_id} does not exist")
+    return case
+
+
+async def _clocks(session: AsyncSession, case: Case, state: TimerState) -> list[SlaTimer]:
+    rows = await session.scalars(
+        select(SlaTimer).where(
+            SlaTimer.case_id == case.id,
+            SlaTimer.state == state.value,
+            SlaTimer.kind.in_([k.value for k in CLOCKS]),
+        )
+    )
+    return list(rows)
+
+
+async def pause(
+    session: AsyncSession,
+    ctx: DispatchContext,
+    case_id: str,
+    *,
+    kind: PauseKind,
+    reason: str,
+    actor: str,
+) -> Case:
+    case = await _load(session, case_id)
+    if case.paused_at is not None:
+        raise InvalidTransition("the case's clocks are already stopped", state="paused")
+    if case.status not in _OPEN:
+        raise InvalidTransition(f"a {case.status} case has no running clock", state=case.status)
+    now = ctx.clock.now()
+    policy = await session.get(SlaPolicy, case.category)
+    calendar = ctx.calendar(policy.calendar if policy else "24x7")
+    for timer in await _clocks(session, case, TimerState.ARMED):
+        timer.paused_remaining_s = max(0.0, calendar.elapsed(now, timer.due_at))
+        timer.state = TimerState.PAUSED.value
+    case.paused_at, case.pause_kind = now, kind.value
+    await append_case_event(
+        session,
+        case,
+        EventType.SLA_PAUSED,
+        actor=actor,
+        now=now,
+        data={"kind": kind.value, "reason": reason, "approver": actor},
+    )
+    return case
+
+
+async def resume(session: AsyncSession, ctx: DispatchContext, case_id: str, *, actor: str) -> Case:
+    case = await _load(session, case_id)
+    if case.paused_at is None:
+        raise InvalidTransition("the case's clocks are running", state=case.status)
+    now = ctx.clock.now()
+    policy = await session.get(SlaPolicy, case.category)
+    calendar = ctx.calendar(policy.calendar if policy else "24x7")
+    for timer in await _clocks(session, case, TimerState.PAUSED):
+        timer.due_at = calendar.add(now, timer.paused_remaining_s or 0.0)
+        timer.state = TimerState.ARMED.value
+        timer.paused_remaining_s = None
+    paused_s = calendar.elapsed(case.paused_at, now)
+    kind = case.pause_kind
+    case.paused_at, case.pause_kind = None, None
+    await append_case_event(
+        session,
+        case,
+        EventType.SLA_RESUMED,
+        actor=actor,
+        now=now,
+        data={"kind": kind, "paused_s": round(paused_s, 3)},
+    )
+    return case
