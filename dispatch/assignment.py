@@ -4,8 +4,8 @@ Candidates (`candidates`): on-duty workers with room under their capacity, from 
 grid, then the grids that touch it, then the rest of its street, in the live grid set (a case
 opened under an older grid set is placed again by its location in the live one); within a tier
 the nearest by a fresh reported location, then the least loaded. The choice is deterministic.
-Workers who already declined or let an offer of this case expire are skipped, so an expired
-offer moves on to the next candidate.
+Workers who already declined, let an offer of this case expire or handed it back are skipped,
+so the case moves on to the next candidate.
 """
 
 from __future__ import annotations
@@ -99,7 +99,9 @@ async def previous_refusers(session: AsyncSession, case_id: str) -> set[str]:
     rows = await session.scalars(
         select(Task.worker_id).where(
             Task.case_id == case_id,
-            Task.status.in_([TaskStatus.DECLINED.value, TaskStatus.EXPIRED.value]),
+            Task.status.in_(
+                [TaskStatus.DECLINED.value, TaskStatus.EXPIRED.value, TaskStatus.RETURNED.value]
+            ),
         )
     )
     return set(rows)

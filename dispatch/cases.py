@@ -105,6 +105,31 @@ async def decline_task(
     return task
 
 
+async def return_task(
+    session: AsyncSession, ctx: DispatchContext, task_id: str, worker_id: str, reason: str
+) -> Task:
+    """回退: the worker hands an accepted case back with a reason; it is offered again with that
+    worker left out. The case's on-site and close clocks keep running."""
+    task, case = await _task_of(session, task_id, worker_id)
+    _require(task, TaskStatus.ACCEPTED, TaskStatus.ON_SITE)
+    now = ctx.clock.now()
+    task.status = TaskStatus.RETURNED.value
+    task.ended_at = now
+    task.note = reason
+    case.status = CaseStatus.REPORTED.value
+    case.assignee_worker_id = None
+    await append_case_event(
+        session,
+        case,
+        EventType.TASK_RETURNED,
+        actor=f"worker:{worker_id}",
+        now=now,
+        data={"task_id": task.id, "worker_id": worker_id, "reason": reason},
+    )
+    await offer_case(session, ctx, case, actor=f"worker:{worker_id}")
+    return task
+
+
 async def arrive(
     session: AsyncSession,
     ctx: DispatchContext,

@@ -27,6 +27,7 @@ class TaskStatus(StrEnum):
     RESOLVED = "resolved"
     DECLINED = "declined"
     EXPIRED = "expired"
+    RETURNED = "returned"  # 回退: handed back by the worker, with a reason
     CANCELLED = "cancelled"
 
 

@@ -37,6 +37,7 @@ class EventType(StrEnum):
     FEEDBACK_RECEIVED = "FeedbackReceived"
     CASE_REOPENED = "CaseReopened"
     CASE_CLOSED = "CaseClosed"
+    TASK_RETURNED = "TaskReturned"
     SLA_PAUSED = "SlaPaused"
     SLA_RESUMED = "SlaResumed"
     SLA_WARNING = "SlaWarning"

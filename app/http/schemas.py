@@ -212,6 +212,10 @@ class WorkerStatusRead(BaseModel):
     capacity: int
 
 
+class ReturnBody(Strict):
+    reason: str = Field(min_length=1, max_length=500, description="why it is handed back")
+
+
 class DeclineBody(Strict):
     reason: str | None = Field(default=None, max_length=500)
 

@@ -57,6 +57,7 @@ MATRIX: dict[tuple[str, str], dict[str, set[int]]] = {
     ("POST", "/v1/tasks/{task_id}/decline"): WORKER_ACTION,
     ("POST", "/v1/tasks/{task_id}/arrive"): WORKER_ACTION,
     ("POST", "/v1/tasks/{task_id}/resolve"): WORKER_ACTION,
+    ("POST", "/v1/tasks/{task_id}/return"): WORKER_ACTION,
     ("GET", "/v1/workers/me/status"): row(worker=OK_READ, other_worker=OK_READ),  # their own
     ("PUT", "/v1/workers/me/status"): row(worker=OK_READ, other_worker=OK_READ),
     ("GET", "/v1/cases"): OPS,
@@ -119,6 +120,7 @@ BODIES: dict[str, Any] = {
     "/v1/reports/{report_id}/feedback": {"satisfied": True, "score": 5},
     "/v1/tasks/{task_id}/arrive": {"location": CITY_POINT},
     "/v1/tasks/{task_id}/resolve": {"note": "done"},
+    "/v1/tasks/{task_id}/return": {"reason": "不属于本网格"},
     "/v1/admin/grids": {"type": "FeatureCollection", "features": []},
     "/v1/workers/me/status": {"on_duty": True},
     "/v1/cases/{case_id}/pause": {"kind": "waiting_for_resident", "reason": "等居民开门"},

@@ -27,7 +27,14 @@ from app.http.deps import (
 )
 from app.http.docs import body_docs, errors
 from app.http.idempotency import IdempotencyKey, fingerprint
-from app.http.schemas import DeclineBody, LocationOnly, ResolveBody, TaskList, TaskRead
+from app.http.schemas import (
+    DeclineBody,
+    LocationOnly,
+    ResolveBody,
+    ReturnBody,
+    TaskList,
+    TaskRead,
+)
 from app.runtime import Runtime
 from dispatch import cases
 from geo import to_wgs84
@@ -157,6 +164,35 @@ async def decline(
         idempotency_key,
         ("decline", task_id, body.model_dump(mode="json")),
         lambda: cases.decline_task(session, runtime.ctx, task_id, worker.subject, body.reason),
+    )
+
+
+async def return_body(request: Request, _: WorkerPrincipal) -> ReturnBody:
+    return await read_json(request, ReturnBody)
+
+
+@router.post(
+    "/{task_id}/return",
+    response_model=TaskRead,
+    dependencies=[limit("worker_actions")],
+    summary="Hand an accepted task back (回退) with a reason; the case goes to another worker",
+    responses=ACTION_ERRORS,
+)
+async def return_task(
+    task_id: str,
+    worker: WorkerPrincipal,
+    body: Annotated[ReturnBody, Depends(return_body)],
+    session: UnitOfWork,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> TaskRead | JSONResponse:
+    return await _act(
+        session,
+        runtime,
+        worker,
+        idempotency_key,
+        ("return", task_id, body.model_dump(mode="json")),
+        lambda: cases.return_task(session, runtime.ctx, task_id, worker.subject, body.reason),
     )
 
 
