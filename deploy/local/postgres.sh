@@ -68,7 +68,11 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 CONF
-  as_owner "$bin/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 start >/dev/null
+  if ! as_owner "$bin/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 start >/dev/null; then
+    echo "postgres.sh: PostgreSQL did not start; log:" >&2
+    cat "$DIR/server.log" >&2
+    exit 1
+  fi
   for _ in $(seq 1 60); do
     if as_owner "$bin/pg_isready" -h 127.0.0.1 -p "$PORT" -q; then echo "$URL"; return; fi
     sleep 1
