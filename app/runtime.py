@@ -36,6 +36,8 @@ class Runtime:
     def __post_init__(self) -> None:
         s = self.settings
         self.secret = s.jwt_secret()
+        # Derived once: in development each derivation reads the secret file.
+        self.device_master_key = s.device_master_key()
         self.tokens = TokenVerifier(
             self.secret,
             issuer=s.auth.issuer,
@@ -89,7 +91,7 @@ class Runtime:
             await self.db.lock_for_migration(session)
             await seed_categories(session)
             if self.settings.seed_demo_city and await seed_demo_city(
-                session, self.settings.data_dir, self.clock.now(), self.settings.device_master_key()
+                session, self.settings.data_dir, self.clock.now(), self.device_master_key
             ):
                 log.info("loaded the bundled demo city")
         await self.reload_grids()

@@ -130,7 +130,7 @@ async def get_signed_request(
     async with runtime.db.reader() as session:
         device = await verify_request(
             session,
-            runtime.settings.device_master_key(),
+            runtime.device_master_key,
             key_id=key_id,
             timestamp=timestamp,
             signature=signature,
