@@ -159,11 +159,10 @@ def cmd_db_upgrade(_: argparse.Namespace) -> int:
     settings = _settings()
 
     async def run() -> None:
-        async with _database(settings):
-            pass
+        async with _database(settings):  # entering it migrates to head
+            print(f"gridflow: database at head ({_redact(settings.database_url)})")
 
     asyncio.run(run())
-    print(f"gridflow: database at head ({_redact(settings.database_url)})")
     return 0
 
 
@@ -299,7 +298,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     async def run() -> int:
         async with _database(settings) as db, db.reader() as session:
             result = await verify(session, settings.audit_key())
-        problems = result.problems or []
+        problems = result.problems
         if args.json:
             print(json.dumps(describe(result), ensure_ascii=False, indent=2))
         else:

@@ -254,10 +254,6 @@ class GridIndex:
         self._units: list[Grid] = sorted(
             (g for g in self._by_code.values() if g.level is GridLevel.UNIT), key=lambda g: g.code
         )
-        self._children: dict[str, list[str]] = {}
-        for g in sorted(self._by_code.values(), key=lambda g: g.code):
-            if g.parent_code:
-                self._children.setdefault(g.parent_code, []).append(g.code)
         self._geoms = np.array([g.geometry for g in self._units], dtype=object)
         shapely.prepare(self._geoms)
         self._tree = STRtree(self._geoms)
@@ -290,9 +286,6 @@ class GridIndex:
 
     def get(self, code: str) -> Grid | None:
         return self._by_code.get(code)
-
-    def children(self, code: str) -> list[str]:
-        return self._children.get(code, [])
 
     # -- locating ------------------------------------------------------------------------------
 

@@ -190,7 +190,7 @@ def _read_feature(
 
 
 class _NotFinite(ValueError):
-    pass
+    """A coordinate is NaN or infinite."""
 
 
 def _rings(rings: Any) -> BaseGeometry:
@@ -342,12 +342,15 @@ def _check_overlaps(
     left, right = tree.query(geoms[suspects], predicate="intersects")
     left = suspects[left]
     pairs = sorted(
-        {(int(a), int(b)) for a, b in zip(left, right, strict=True) if a < b}
-        | {(int(b), int(a)) for a, b in zip(left, right, strict=True) if b < a}
+        {
+            (min(a, b), max(a, b))
+            for a, b in zip(left.tolist(), right.tolist(), strict=True)
+            if a != b
+        }
     )
     for a, b in pairs:
         overlap = shapely.intersection(geoms[a], geoms[b])
-        polygons = [p for p in _pieces(overlap)]
+        polygons = _pieces(overlap)
         size = sum(area_m2(p) for p in polygons)
         if size > rules.min_area_m2:
             ga, gb = grids[a], grids[b]

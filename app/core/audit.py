@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,7 +70,7 @@ class AuditProblem:
 class AuditResult:
     cases: int = 0
     events: int = 0
-    problems: list[AuditProblem] | None = None
+    problems: list[AuditProblem] = field(default_factory=list)
 
 
 def check_case(key: bytes, case: Case, events: list[CaseEvent]) -> list[AuditProblem]:
@@ -145,8 +145,7 @@ async def _cases(session: AsyncSession, batch: int = 500) -> AsyncIterator[Case]
 
 async def verify(session: AsyncSession, key: bytes) -> AuditResult:
     """Check every case's chain; the result names every event at fault."""
-    result = AuditResult(problems=[])
-    assert result.problems is not None
+    result = AuditResult()
     async for case in _cases(session):
         events = list(
             await session.scalars(
@@ -160,7 +159,7 @@ async def verify(session: AsyncSession, key: bytes) -> AuditResult:
 
 
 def describe(result: AuditResult) -> dict[str, Any]:
-    problems = result.problems or []
+    problems = result.problems
     return {
         "cases": result.cases,
         "events": result.events,
