@@ -29,14 +29,9 @@ DISTANCE_STEP_M = 100.0  # distances within the same 100 m rank as equal
 
 def _tiers(ctx: DispatchContext, case: Case) -> tuple[str, list[str]]:
     """The case's grid in the live set, and the grids that touch it (nearest first)."""
+    home, _ = ctx.place(case.grid_code, case.grid_set_version, case.lon, case.lat)
     index = ctx.grids.index
-    if index is None:
-        return case.grid_code, []
-    home = case.grid_code
-    if index.version != case.grid_set_version:  # the grid set changed since the case opened
-        grid = index.locate(case.lon, case.lat)
-        home = grid.code if grid is not None else home
-    return home, list(index.neighbours(home))
+    return home, list(index.neighbours(home)) if index is not None else []
 
 
 async def candidates(

@@ -81,28 +81,45 @@ async def accept_task(
     return task
 
 
+async def _hand_back(
+    session: AsyncSession,
+    ctx: DispatchContext,
+    task: Task,
+    case: Case,
+    status: TaskStatus,
+    event: EventType,
+    reason: str | None,
+) -> Task:
+    """End the worker's task with a reason and offer the case to the next candidate (the
+    worker is left out: see `previous_refusers`)."""
+    now = ctx.clock.now()
+    task.status = status.value
+    task.ended_at = now
+    task.note = reason
+    actor = f"worker:{task.worker_id}"
+    await append_case_event(
+        session,
+        case,
+        event,
+        actor=actor,
+        now=now,
+        data={"task_id": task.id, "worker_id": task.worker_id, "reason": reason},
+    )
+    await offer_case(session, ctx, case, actor=actor)
+    return task
+
+
 async def decline_task(
     session: AsyncSession, ctx: DispatchContext, task_id: str, worker_id: str, reason: str | None
 ) -> Task:
     task, case = await _task_of(session, task_id, worker_id)
     _require(task, TaskStatus.OFFERED)
-    now = ctx.clock.now()
-    task.status = TaskStatus.DECLINED.value
-    task.ended_at = now
-    task.note = reason
     await timers.cancel(
-        session, case_id=case.id, now=now, kinds=[TimerKind.ACCEPT], task_id=task.id
+        session, case_id=case.id, now=ctx.clock.now(), kinds=[TimerKind.ACCEPT], task_id=task.id
     )
-    await append_case_event(
-        session,
-        case,
-        EventType.TASK_DECLINED,
-        actor=f"worker:{worker_id}",
-        now=now,
-        data={"task_id": task.id, "worker_id": worker_id, "reason": reason},
+    return await _hand_back(
+        session, ctx, task, case, TaskStatus.DECLINED, EventType.TASK_DECLINED, reason
     )
-    await offer_case(session, ctx, case, actor=f"worker:{worker_id}")
-    return task
 
 
 async def return_task(
@@ -112,22 +129,11 @@ async def return_task(
     worker left out. The case's on-site and close clocks keep running."""
     task, case = await _task_of(session, task_id, worker_id)
     _require(task, TaskStatus.ACCEPTED, TaskStatus.ON_SITE)
-    now = ctx.clock.now()
-    task.status = TaskStatus.RETURNED.value
-    task.ended_at = now
-    task.note = reason
     case.status = CaseStatus.REPORTED.value
     case.assignee_worker_id = None
-    await append_case_event(
-        session,
-        case,
-        EventType.TASK_RETURNED,
-        actor=f"worker:{worker_id}",
-        now=now,
-        data={"task_id": task.id, "worker_id": worker_id, "reason": reason},
+    return await _hand_back(
+        session, ctx, task, case, TaskStatus.RETURNED, EventType.TASK_RETURNED, reason
     )
-    await offer_case(session, ctx, case, actor=f"worker:{worker_id}")
-    return task
 
 
 async def arrive(
@@ -320,15 +326,6 @@ async def give_feedback(
     )
     policy = await session.get(SlaPolicy, case.category)
     if policy is not None:
-        timers.arm_clocks(
-            session,
-            case_id=case.id,
-            calendar=ctx.calendar(policy.calendar),
-            start=now,
-            on_site_s=policy.on_site_s,
-            close_s=policy.close_s,
-            warn_at=ctx.sla.warn_at,
-            now=now,
-        )
+        timers.arm_clocks(session, ctx, policy, case_id=case.id, start=now)
     await offer_case(session, ctx, case, actor=actor, fresh_start=True)
     return case

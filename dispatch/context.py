@@ -32,6 +32,16 @@ class DispatchContext:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_working", working_hours(self.sla))
 
+    def place(self, code: str, version: int, lon: float, lat: float) -> tuple[str, int]:
+        """A point's grid in the live grid set: `code` if it was placed by the live version,
+        else located again (kept as it was if the live set has no grid there)."""
+        index = self.grids.index
+        if index is not None and index.version != version:
+            grid = index.locate(lon, lat)
+            if grid is not None:
+                return grid.code, index.version
+        return code, version
+
     def calendar(self, name: str) -> Calendar:
         """A policy's calendar by name: "24x7" or "working_hours"."""
         return self._working if name == "working_hours" else ALWAYS

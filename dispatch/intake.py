@@ -27,12 +27,7 @@ def located(ctx: DispatchContext, report: Report) -> tuple[str, int]:
     A report is located on intake; if a new grid set has gone live since, the case is placed by
     the live set instead, so dispatch and neighbours use one consistent version.
     """
-    index = ctx.grids.index
-    if index is not None and index.version != report.grid_set_version:
-        grid = index.locate(report.lon, report.lat)
-        if grid is not None:
-            return grid.code, index.version
-    return report.grid_code, report.grid_set_version
+    return ctx.place(report.grid_code, report.grid_set_version, report.lon, report.lat)
 
 
 async def handle_report_received(
@@ -87,14 +82,7 @@ async def handle_report_received(
     await session.flush()
     report.case_id = case.id
     on_site_due, close_due = timers.arm_clocks(
-        session,
-        case_id=case.id,
-        calendar=ctx.calendar(policy.calendar),
-        start=opened_at,
-        on_site_s=policy.on_site_s,
-        close_s=policy.close_s,
-        warn_at=ctx.sla.warn_at,
-        now=now,
+        session, ctx, policy, case_id=case.id, start=opened_at
     )
     await append_case_event(
         session,

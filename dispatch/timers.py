@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.models import SlaTimer
-from dispatch.calendar import Calendar
+from app.core.models import SlaPolicy, SlaTimer
+from dispatch.context import DispatchContext
 from dispatch.states import TimerKind, TimerState
 
 
@@ -79,21 +79,19 @@ async def cancel(
 
 def arm_clocks(
     session: AsyncSession,
+    ctx: DispatchContext,
+    policy: SlaPolicy,
     *,
     case_id: str,
-    calendar: Calendar,
     start: datetime,
-    on_site_s: int,
-    close_s: int,
-    warn_at: float,
-    now: datetime,
 ) -> tuple[datetime, datetime]:
     """Arm a case's on-site and close clocks from `start` in the policy's calendar, each with
-    its warning at `warn_at` of the way. Returns the two due times."""
+    its warning at `sla.warn_at` of the way. Returns the two due times."""
+    calendar, warn_at, now = ctx.calendar(policy.calendar), ctx.sla.warn_at, ctx.clock.now()
     dues = []
     for kind, warning, goal in (
-        (TimerKind.ON_SITE, TimerKind.ON_SITE_WARNING, on_site_s),
-        (TimerKind.CLOSE, TimerKind.CLOSE_WARNING, close_s),
+        (TimerKind.ON_SITE, TimerKind.ON_SITE_WARNING, policy.on_site_s),
+        (TimerKind.CLOSE, TimerKind.CLOSE_WARNING, policy.close_s),
     ):
         due = calendar.add(start, goal)
         arm(session, case_id=case_id, kind=kind, due_at=due, now=now)
