@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,3 +88,24 @@ async def h(
         await harness.stop()
         if KAFKA:
             await delete_topics(settings.kafka)
+
+
+Configured = Callable[..., AbstractAsyncContextManager[Harness]]
+
+
+@pytest.fixture
+def configured(tmp_path: Path, template_data: Path, database_url: str | None) -> Configured:
+    """A harness with settings of its own: `async with configured(limits={...}) as h:`."""
+
+    @asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[Harness]:
+        data = tmp_path / "data"
+        copy_data(template_data, data)
+        harness = Harness(make_settings(data, database_url, **overrides), ManualClock())
+        await harness.start()
+        try:
+            yield harness
+        finally:
+            await harness.stop()
+
+    return start

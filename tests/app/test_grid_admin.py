@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +19,8 @@ from dispatch.intake import located
 from geo import GridIndex
 from geo.crs import from_wgs84
 from geo.demo_city import demo_grids
-from tests.harness import Harness, copy_data, make_settings
+from tests.conftest import Configured
+from tests.harness import Harness
 
 CENTRE = {"lat": 30.265, "lon": 120.18}
 
@@ -152,21 +152,14 @@ async def test_no_request_fails_or_sees_half_a_set_during_the_swap(h: Harness) -
         assert versions == sorted(versions) and versions[-1] == 2
 
 
-async def test_other_processes_pick_up_a_new_version(
-    tmp_path: Path, template_data: Path, database_url: str | None
-) -> None:
-    data = tmp_path / "data"
-    copy_data(template_data, data)
-    settings = make_settings(data, database_url, geo={"reload_interval_s": 0.1})
-    h = Harness(settings, ManualClock())
-    await h.start()
-    try:
+async def test_other_processes_pick_up_a_new_version(configured: Configured) -> None:
+    async with configured(geo={"reload_interval_s": 0.1}) as h:
         # Another process (the CLI, another replica) imports; this one was not told.
         done = await import_grid_set(
             h.runtime.db,
             None,
             demo_collection("区城管局"),
-            import_rules(settings.geo),
+            import_rules(h.settings.geo),
             source="test",
             now=h.clock.now(),
         )
@@ -178,8 +171,6 @@ async def test_other_processes_pick_up_a_new_version(
 
         await h.eventually(swapped, what="the watcher to swap in version 2")
         assert (await locate(h))["responsible"] == "区城管局"
-    finally:
-        await h.stop()
 
 
 def test_a_case_is_placed_by_the_live_set_when_it_changed_after_intake() -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from app.core.clock import ManualClock
-from tests.harness import CITY_POINT, Harness, copy_data, make_settings
+from tests.conftest import Configured
+from tests.harness import CITY_POINT, Harness
 
 
 async def test_every_answer_carries_the_security_headers(h: Harness) -> None:
@@ -31,16 +29,9 @@ async def test_no_cross_origin_access_unless_configured(h: Harness) -> None:
     assert "access-control-allow-origin" not in r.headers
 
 
-async def test_configured_origins_may_call(
-    tmp_path: Path, template_data: Path, database_url: str | None
-) -> None:
-    data = tmp_path / "data"
-    copy_data(template_data, data)
+async def test_configured_origins_may_call(configured: Configured) -> None:
     origin = "https://ops.city.example"
-    settings = make_settings(data, database_url, http={"cors_origins": [origin], "hsts": True})
-    h = Harness(settings, ManualClock())
-    await h.start()
-    try:
+    async with configured(http={"cors_origins": [origin], "hsts": True}) as h:
         ok = await h.client.options(
             "/v1/cases", headers={"Origin": origin, "Access-Control-Request-Method": "GET"}
         )
@@ -52,8 +43,6 @@ async def test_configured_origins_may_call(
         assert "access-control-allow-origin" not in bad.headers
         plain = await h.client.get("/v1/categories")
         assert plain.headers["strict-transport-security"].startswith("max-age=")
-    finally:
-        await h.stop()
 
 
 @pytest.mark.parametrize(

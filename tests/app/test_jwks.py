@@ -10,7 +10,6 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -19,8 +18,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from app.core.clock import ManualClock
-from tests.harness import Harness, copy_data, make_settings
+from tests.conftest import Configured
+from tests.harness import Harness
 
 ISSUER, AUDIENCE = "https://id.city.example", "gridflow-city"
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -63,18 +62,10 @@ def jwks_url() -> Iterator[str]:
 
 
 @pytest.fixture
-async def city(
-    tmp_path: Path, template_data: Path, database_url: str | None, jwks_url: str
-) -> AsyncIterator[Harness]:
-    data = tmp_path / "data"
-    copy_data(template_data, data)
+async def city(configured: Configured, jwks_url: str) -> AsyncIterator[Harness]:
     auth = {"jwks_url": jwks_url, "jwks_issuer": ISSUER, "jwks_audience": AUDIENCE}
-    h = Harness(make_settings(data, database_url, auth=auth), ManualClock())
-    await h.start()
-    try:
+    async with configured(auth=auth) as h:
         yield h
-    finally:
-        await h.stop()
 
 
 def token(key: Any, alg: str, kid: str, **claims: Any) -> str:

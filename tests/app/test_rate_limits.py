@@ -3,39 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.core.clock import ManualClock
 from app.core.settings import Bucket
 from app.http.ratelimit import TokenBuckets
 from tests.app.test_alerts import alert
-from tests.harness import CITY_POINT, Harness, copy_data, make_settings
+from tests.conftest import Configured
+from tests.harness import CITY_POINT, Harness
 
 SLOW = {"per_minute": 0.01, "burst": 3}  # three, then one every 100 minutes
 REPORT = {"category": "garbage_overflow", "location": CITY_POINT}
 
 
 @pytest.fixture
-async def limited(
-    tmp_path: Path, template_data: Path, database_url: str | None
-) -> AsyncIterator[Harness]:
-    data = tmp_path / "data"
-    copy_data(template_data, data)
+async def limited(configured: Configured) -> AsyncIterator[Harness]:
     limits: dict[str, Any] = {
         "enabled": True,
         "reports": SLOW,
         "alerts": {"per_minute": 0.01, "burst": 5},
         "per_address": {"per_minute": 0.01, "burst": 40},
     }
-    h = Harness(make_settings(data, database_url, limits=limits), ManualClock())
-    await h.start()
-    try:
+    async with configured(limits=limits) as h:
         yield h
-    finally:
-        await h.stop()
 
 
 async def test_a_resident_over_budget_gets_429_with_retry_after(limited: Harness) -> None:

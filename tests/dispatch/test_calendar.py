@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.core.clock import ManualClock
 from app.core.settings import SlaSettings
 from dispatch.calendar import ALWAYS, WorkingHours, parse_period
-from tests.harness import CITY_POINT, Harness, copy_data, make_settings
+from tests.conftest import Configured
+from tests.harness import CITY_POINT, Harness
 
 SH = ZoneInfo("Asia/Shanghai")
 # A national-day week off, and the weekend days worked in exchange (调休), as a city would set.
@@ -120,16 +119,8 @@ async def test_working_hours_policies_skip_the_weekend_and_urgent_ones_do_not(h:
     assert categories["garbage_overflow"] == "working_hours"
 
 
-async def test_configured_holidays_stop_the_clock(
-    tmp_path: Path, template_data: Path, database_url: str | None
-) -> None:
-    data = tmp_path / "data"
-    copy_data(template_data, data)
+async def test_configured_holidays_stop_the_clock(configured: Configured) -> None:
     sla = SlaSettings(sweep_interval_s=3600, calendar={"holidays": ["2026-01-12"]})
-    h = Harness(make_settings(data, database_url, sla=sla), ManualClock())
-    await h.start()
-    try:
+    async with configured(sla=sla) as h:
         garbage = await report_at_friday_evening(h, "garbage_overflow", "r3")
         assert due(garbage, "on_site") == datetime(2026, 1, 13, 10, 30, tzinfo=SH)  # Tuesday
-    finally:
-        await h.stop()
