@@ -44,10 +44,6 @@ class IdempotencyKeyReused(AppError):
     status, code = 422, "idempotency_key_reused"
 
 
-class IdempotencyInFlight(AppError):
-    status, code = 409, "idempotency_key_in_flight"
-
-
 def fingerprint(*parts: Any) -> str:
     """A stable hash of what the request asks for (not of its bytes: multipart boundaries vary)."""
     text = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
@@ -72,8 +68,8 @@ def _answer(record: IdempotencyRecord, request_hash: str) -> JSONResponse:
         raise IdempotencyKeyReused(
             "this Idempotency-Key was used for a different request; use a new key"
         )
-    if record.status == 0 or record.body is None:
-        raise IdempotencyInFlight("the first request with this key is still in progress")
+    # A row is seen only once committed, and it is committed only with its answer.
+    assert record.body is not None
     return JSONResponse(
         record.body, status_code=record.status, headers={"Idempotent-Replayed": "true"}
     )
