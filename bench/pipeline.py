@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -51,11 +52,9 @@ async def wait_http(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient() as client:
         while time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 if (await client.get(url)).status_code < 500:
                     return
-            except httpx.HTTPError:
-                pass
             await asyncio.sleep(0.2)
     raise RuntimeError(f"{url} did not answer")
 

@@ -20,6 +20,7 @@ cent at city scale).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -320,12 +321,11 @@ def _pieces(geom: BaseGeometry) -> list[BaseGeometry]:
 def _union(geoms: Sequence[BaseGeometry], clean: bool) -> BaseGeometry:
     """Union of polygons; the fast coverage union when they are known not to overlap."""
     if clean:
-        try:
+        # The coverage union gives up on some hole layouts (or errs); the full union does not.
+        with contextlib.suppress(shapely.errors.GEOSException):
             union = shapely.coverage_union_all(geoms)
             if union.is_valid:
                 return union
-        except shapely.errors.GEOSException:
-            pass  # the coverage union gives up on some hole layouts; the full union does not
     return shapely.union_all(geoms)
 
 

@@ -9,6 +9,7 @@ tests/app/test_hostile.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -93,11 +94,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     try:
         deadline = time.monotonic() + 60
         while True:
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
                     break
-            except httpx.HTTPError:
-                pass
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("gridflow serve did not become ready")
             time.sleep(0.2)
