@@ -1,11 +1,13 @@
 """Choosing a worker and offering a case.
 
-Candidates (`candidates`): on-duty workers with room under their capacity, from the case's
-grid, then the grids that touch it, then the rest of its street, in the live grid set (a case
-opened under an older grid set is placed again by its location in the live one); within a tier
-the nearest by a fresh reported location, then the least loaded. The choice is deterministic.
-Workers who already declined, let an offer of this case expire or handed it back are skipped,
-so the case moves on to the next candidate.
+Candidates (`candidates`): on-duty workers with room under their capacity. A case of a category
+owned by a department goes to that department's queue: its workers, wherever they are. Any other
+case goes to grid workers (no department): from the case's grid, then the grids that touch it,
+then the rest of its street, in the live grid set (a case opened under an older grid set is
+placed again by its location in the live one). Within a tier, workers with the category's
+skill first, then the nearest by a fresh reported location, then the least loaded. The choice
+is deterministic. Workers who already declined, let an offer of this case expire, handed it
+back or had it taken away on escalation are skipped, so the case moves on to the next one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.events import EventType, append_case_event
-from app.core.models import Case, SlaPolicy, SlaTimer, Task, Worker
+from app.core.models import Case, Category, SlaTimer, Task, Worker
+from app.core.policies import policy_for
 from dispatch import timers
 from dispatch.context import DispatchContext
 from dispatch.states import ACTIVE_TASK, CaseStatus, TaskStatus, TimerKind, TimerState
@@ -39,11 +42,14 @@ async def candidates(
 ) -> list[Worker]:
     """On-duty workers with room for another task, best first.
 
-    Tier by tier (the case's grid, the grids that touch it, the rest of its street); within a
-    tier, by distance from the worker's location when it is fresh (reported within
-    `sla.location_fresh_s`; stale or unknown locations rank after every fresh one), then open
-    tasks against capacity, then the grid's nearness, then id.
+    The case's department, or tier by tier (the case's grid, the grids that touch it, the rest
+    of its street); within a tier, those with the category's skill first, then by distance from
+    the worker's location when it is fresh (reported within `sla.location_fresh_s`; stale or
+    unknown locations rank after every fresh one), then open tasks against capacity, then the
+    grid's nearness, then id.
     """
+    category = await session.get(Category, case.category)
+    skill = category.skill if category is not None else None
     home, near = _tiers(ctx, case)
     # Counted per candidate through the tasks.worker_id index, never over all tasks.
     load = (
@@ -56,14 +62,21 @@ async def candidates(
     now = ctx.clock.now()
     fresh_after = now - timedelta(seconds=ctx.sla.location_fresh_s)
     street = home[:9] if len(home) >= 9 else None
-    tiers: list[ColumnElement[bool]] = [Worker.grid_code == home]
+    grid_worker = Worker.department.is_(None)
+    tiers: list[ColumnElement[bool]] = [grid_worker & (Worker.grid_code == home)]
     if near:
-        tiers.append(Worker.grid_code.in_(near))
+        tiers.append(grid_worker & Worker.grid_code.in_(near))
     if street:
-        tiers.append(Worker.grid_code.startswith(street) & Worker.grid_code.not_in([home, *near]))
+        tiers.append(
+            grid_worker
+            & Worker.grid_code.startswith(street)
+            & Worker.grid_code.not_in([home, *near])
+        )
+    if case.department is not None:
+        tiers = [Worker.department == case.department]
     order = {code: i for i, code in enumerate([home, *near])}
 
-    def rank(worker: Worker, open_tasks: int) -> tuple[float, float, int, str]:
+    def rank(worker: Worker, open_tasks: int) -> tuple[int, float, float, int, str]:
         fresh = (
             worker.location_at is not None
             and worker.location_at >= fresh_after
@@ -76,6 +89,7 @@ async def candidates(
             metres = haversine_m(case.lon, case.lat, worker.lon, worker.lat)
             steps = float(int(metres // DISTANCE_STEP_M))
         return (
+            0 if skill is None or skill in (worker.skills or ()) else 1,
             steps,
             open_tasks / max(worker.capacity, 1),
             order.get(worker.grid_code, len(order)),
@@ -95,7 +109,12 @@ async def previous_refusers(session: AsyncSession, case_id: str) -> set[str]:
         select(Task.worker_id).where(
             Task.case_id == case_id,
             Task.status.in_(
-                [TaskStatus.DECLINED.value, TaskStatus.EXPIRED.value, TaskStatus.RETURNED.value]
+                [
+                    TaskStatus.DECLINED.value,
+                    TaskStatus.EXPIRED.value,
+                    TaskStatus.RETURNED.value,
+                    TaskStatus.CANCELLED.value,
+                ]
             ),
         )
     )
@@ -109,8 +128,10 @@ async def offer_case(
     *,
     actor: str,
     fresh_start: bool = False,
+    prefer: str | None = None,
 ) -> Task | None:
-    """Offer `case` to the best candidate, arming the acceptance deadline.
+    """Offer `case` to the best candidate (`prefer`, when that worker is a candidate: rework
+    goes back to whoever did the work), arming the acceptance deadline.
 
     With nobody available the case waits (status unchanged), a DispatchFailed event is appended
     and a retry timer armed; the retry starts fresh, so earlier refusers are asked again.
@@ -148,8 +169,8 @@ async def offer_case(
                 now=now,
             )
         return None
-    worker = pool[0]
-    policy = await session.get(SlaPolicy, case.category)
+    worker = next((w for w in pool if w.id == prefer), pool[0])
+    policy = await policy_for(session, case.category, case.priority)
     accept_s = policy.accept_s if policy else 600
     task = Task(
         id=str(uuid.uuid4()),
@@ -182,6 +203,7 @@ async def offer_case(
             "worker_id": worker.id,
             "worker_name": worker.name,
             "worker_grid": worker.grid_code,
+            "department": worker.department,
             "accept_due_at": task.accept_due_at.isoformat(),
         },
     )

@@ -1,4 +1,4 @@
-"""Worker actions and resident feedback: each transition is one function here.
+"""Worker actions, verification and resident feedback: each transition is one function here.
 
 Every function locks the case row (FOR UPDATE on PostgreSQL; SQLite has one writer), checks the
 current state, changes it, cancels or arms timers, and appends exactly one event per step. An
@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import (
+    CaseNotFound,
     Forbidden,
     InvalidTransition,
     ReportNotFound,
@@ -20,13 +21,17 @@ from app.core.errors import (
     TooFarFromCase,
 )
 from app.core.events import EventType, append_case_event
-from app.core.models import Case, Feedback, Photo, Report, SlaPolicy, Task, Worker
+from app.core.models import Case, Feedback, Photo, Report, Task, Worker
 from app.core.photos import CheckedPhoto
+from app.core.policies import policy_for
 from dispatch import timers
 from dispatch.assignment import offer_case
 from dispatch.context import DispatchContext
-from dispatch.states import CaseStatus, TaskStatus, TimerKind
+from dispatch.escalation import after_refusal
+from dispatch.states import CaseStatus, TaskStatus, TimerKind, family
 from geo import haversine_m
+
+INSPECT = "inspect"  # the skill that makes a worker an inspector (核查员)
 
 
 async def _task_of(session: AsyncSession, task_id: str, worker_id: str) -> tuple[Task, Case]:
@@ -105,6 +110,8 @@ async def _hand_back(
         now=now,
         data={"task_id": task.id, "worker_id": task.worker_id, "reason": reason},
     )
+    if status is TaskStatus.DECLINED:
+        await after_refusal(session, ctx, case)
     await offer_case(session, ctx, case, actor=actor)
     return task
 
@@ -161,9 +168,7 @@ async def arrive(
     worker = await session.get(Worker, worker_id)
     if worker is not None:
         worker.lon, worker.lat, worker.location_at = lon, lat, now
-    await timers.cancel(
-        session, case_id=case.id, now=now, kinds=[TimerKind.ON_SITE, TimerKind.ON_SITE_WARNING]
-    )
+    await timers.cancel(session, case_id=case.id, now=now, kinds=family(TimerKind.ON_SITE))
     await append_case_event(
         session,
         case,
@@ -183,8 +188,9 @@ async def resolve(
     note: str,
     photos: list[CheckedPhoto],
 ) -> Task:
-    """Mark the work done. A case nobody reported in person (a sensor's) closes at once;
-    a resident's case waits for feedback, closing by itself when the window passes."""
+    """Mark the work done. A category whose policy has a verify clock waits for an inspector
+    (核查); otherwise a case nobody reported in person (a sensor's) closes at once and a
+    resident's case waits for feedback, closing by itself when the window passes."""
     task, case = await _task_of(session, task_id, worker_id)
     _require(task, TaskStatus.ON_SITE)
     now = ctx.clock.now()
@@ -207,25 +213,34 @@ async def resolve(
     case.status = CaseStatus.RESOLVED.value
     case.resolved_at = now
     await timers.cancel(
-        session,
-        case_id=case.id,
-        now=now,
-        kinds=[
-            TimerKind.ON_SITE,
-            TimerKind.CLOSE,
-            TimerKind.ON_SITE_WARNING,
-            TimerKind.CLOSE_WARNING,
-        ],
+        session, case_id=case.id, now=now, kinds=family(TimerKind.ON_SITE, TimerKind.CLOSE)
     )
     actor = f"worker:{worker_id}"
-    await append_case_event(
-        session,
-        case,
-        EventType.CASE_RESOLVED,
-        actor=actor,
-        now=now,
-        data={"task_id": task.id, "worker_id": worker_id, "note": note, "photos": len(photos)},
-    )
+    policy = await policy_for(session, case.category, case.priority)
+    data: dict[str, object] = {
+        "task_id": task.id,
+        "worker_id": worker_id,
+        "note": note,
+        "photos": len(photos),
+    }
+    if policy is not None and policy.verify_s is not None:
+        case.status = CaseStatus.VERIFYING.value
+        due = timers.arm_clocks(
+            session, ctx, policy, case_id=case.id, start=now, clocks=[TimerKind.VERIFY]
+        )
+        data["verify_due_at"] = due[TimerKind.VERIFY].isoformat()
+    await append_case_event(session, case, EventType.CASE_RESOLVED, actor=actor, now=now, data=data)
+    if case.status == CaseStatus.RESOLVED.value:
+        await _feedback_or_close(session, ctx, case, actor)
+    return task
+
+
+async def _feedback_or_close(
+    session: AsyncSession, ctx: DispatchContext, case: Case, actor: str
+) -> None:
+    """After the work is done (and verified, where required): a resident's case waits for
+    feedback; a case nobody reported in person closes."""
+    now = ctx.clock.now()
     residents = await session.scalar(
         select(func.count())
         .select_from(Report)
@@ -241,7 +256,81 @@ async def resolve(
         )
     else:
         await close_case(session, ctx, case, actor=actor, reason="resolved_without_resident")
-    return task
+
+
+async def verify(
+    session: AsyncSession,
+    ctx: DispatchContext,
+    case_id: str,
+    *,
+    actor: str,
+    inspector: Worker | None,
+    passed: bool,
+    note: str,
+    lon: float | None,
+    lat: float | None,
+) -> Case:
+    """核查: an inspector's verdict on a resolved case. An inspector is a worker with the
+    `inspect` skill, on site (within `sla.arrive_radius_m`) and not the worker who did the work;
+    an operator may record a verdict too. Passed: the case is resolved (feedback, or closed).
+    Failed: rework (返工) — the case reopens with fresh on-site and close clocks and is offered
+    first to the worker who did the work."""
+    case = await session.get(Case, case_id, with_for_update=True)
+    if case is None:
+        raise CaseNotFound(f"case {case_id} does not exist")
+    await session.refresh(case)
+    if case.status != CaseStatus.VERIFYING.value:
+        raise InvalidTransition(
+            f"verification needs a case waiting for it; it is {case.status}", state=case.status
+        )
+    worked = await session.scalar(
+        select(Task)
+        .where(Task.case_id == case.id, Task.status == TaskStatus.RESOLVED.value)
+        .order_by(Task.resolved_at.desc(), Task.id)
+        .limit(1)
+    )
+    data: dict[str, object] = {"passed": passed, "note": note}
+    if inspector is not None:
+        if INSPECT not in (inspector.skills or ()):
+            raise Forbidden("only inspectors (workers with the inspect skill) verify cases")
+        if worked is not None and worked.worker_id == inspector.id:
+            raise Forbidden("an inspector cannot verify their own work")
+        if lon is None or lat is None:
+            raise TooFarFromCase("an inspector verifies on site: send your location")
+        distance = haversine_m(lon, lat, case.lon, case.lat)
+        if distance > ctx.sla.arrive_radius_m:
+            raise TooFarFromCase(
+                f"you are {distance:.0f} m from the case; verify within "
+                f"{ctx.sla.arrive_radius_m:.0f} m",
+                distance_m=round(distance, 1),
+                limit_m=ctx.sla.arrive_radius_m,
+            )
+        data["distance_m"] = round(distance, 1)
+    now = ctx.clock.now()
+    await timers.cancel(session, case_id=case.id, now=now, kinds=family(TimerKind.VERIFY))
+    if passed:
+        case.status = CaseStatus.RESOLVED.value
+        await append_case_event(
+            session, case, EventType.VERIFICATION_PASSED, actor=actor, now=now, data=data
+        )
+        await _feedback_or_close(session, ctx, case, actor)
+        return case
+    case.status = CaseStatus.REOPENED.value
+    case.resolved_at = None
+    data["worker_id"] = worked.worker_id if worked is not None else None
+    await append_case_event(session, case, EventType.CASE_REWORKED, actor=actor, now=now, data=data)
+    policy = await policy_for(session, case.category, case.priority)
+    if policy is not None:
+        timers.arm_clocks(session, ctx, policy, case_id=case.id, start=now)
+    await offer_case(
+        session,
+        ctx,
+        case,
+        actor=actor,
+        fresh_start=True,
+        prefer=worked.worker_id if worked is not None else None,
+    )
+    return case
 
 
 async def close_case(
@@ -324,7 +413,7 @@ async def give_feedback(
         now=now,
         data={"report_id": report.id, "comment": comment},
     )
-    policy = await session.get(SlaPolicy, case.category)
+    policy = await policy_for(session, case.category, case.priority)
     if policy is not None:
         timers.arm_clocks(session, ctx, policy, case_id=case.id, start=now)
     await offer_case(session, ctx, case, actor=actor, fresh_start=True)

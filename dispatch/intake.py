@@ -8,11 +8,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.case_queries import open_case_for_device
 from app.core.events import EventEnvelope, EventType, ReportReceivedData, append_case_event
-from app.core.models import Case, Category, Report, SlaPolicy
+from app.core.models import Case, Category, Report
+from app.core.policies import policy_for
 from dispatch import timers
 from dispatch.assignment import offer_case
 from dispatch.context import DispatchContext
-from dispatch.states import CaseStatus
+from dispatch.states import CaseStatus, TimerKind
 
 ACTOR = "system:dispatcher"
 
@@ -58,7 +59,7 @@ async def handle_report_received(
             )
             return
     category = await session.get(Category, report.category)
-    policy = await session.get(SlaPolicy, report.category)
+    policy = await policy_for(session, report.category, category.priority) if category else None
     if category is None or policy is None:
         raise UnknownReport(f"category {report.category} of report {report.id} has no policy")
     opened_at = report.created_at
@@ -70,6 +71,7 @@ async def handle_report_received(
         grid_set_version=grid_set_version,
         status=CaseStatus.REPORTED.value,
         priority=category.priority,
+        department=category.department,  # a department's category goes to its queue
         escalation_level=0,
         lon=report.lon,
         lat=report.lat,
@@ -81,9 +83,7 @@ async def handle_report_received(
     session.add(case)
     await session.flush()
     report.case_id = case.id
-    on_site_due, close_due = timers.arm_clocks(
-        session, ctx, policy, case_id=case.id, start=opened_at
-    )
+    due = timers.arm_clocks(session, ctx, policy, case_id=case.id, start=opened_at)
     await append_case_event(
         session,
         case,
@@ -99,8 +99,9 @@ async def handle_report_received(
             "lon": case.lon,
             "lat": case.lat,
             "priority": case.priority,
-            "on_site_due_at": on_site_due.isoformat(),
-            "close_due_at": close_due.isoformat(),
+            "department": case.department,
+            "on_site_due_at": due[TimerKind.ON_SITE].isoformat(),
+            "close_due_at": due[TimerKind.CLOSE].isoformat(),
         },
     )
     await offer_case(session, ctx, case, actor=ACTOR, fresh_start=True)  # nobody refused yet

@@ -1,11 +1,12 @@
 """Stopping and restarting a case's SLA clocks.
 
 While a case waits for the resident (a question asked, access to a courtyard) or runs on an
-approved extension (延期, with its reason and approver), its on-site and close clocks and their
-warnings stop: each running timer keeps the calendar time it had left and leaves the sweeper's
-view. Resuming re-arms each from that moment with exactly the time it had left, in its policy's
-calendar, so the pause is accounted to the second and a pause over a night or weekend costs a
-working-hours clock nothing extra. Both steps are case events, in the case's sealed history.
+approved extension (延期, with its reason and approver), its on-site, close and verify clocks
+with their warnings and escalation steps stop: each running timer keeps the calendar time it
+had left and leaves the sweeper's view. Resuming re-arms each from that moment with exactly the
+time it had left, in its policy's calendar, so the pause is accounted to the second and a pause
+over a night or weekend costs a working-hours clock nothing extra. Both steps are
+case events, in the case's sealed history.
 """
 
 from __future__ import annotations
@@ -15,22 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import CaseNotFound, InvalidTransition
 from app.core.events import EventType, append_case_event
-from app.core.models import Case, SlaPolicy, SlaTimer
+from app.core.models import Case, SlaTimer
+from app.core.policies import policy_for
 from dispatch.context import DispatchContext
-from dispatch.states import CaseStatus, PauseKind, TimerKind, TimerState
+from dispatch.states import CaseStatus, PauseKind, TimerKind, TimerState, family
 
-CLOCKS = (
-    TimerKind.ON_SITE,
-    TimerKind.CLOSE,
-    TimerKind.ON_SITE_WARNING,
-    TimerKind.CLOSE_WARNING,
-)
+CLOCKS = family(TimerKind.ON_SITE, TimerKind.CLOSE, TimerKind.VERIFY)
 _OPEN = {
     CaseStatus.REPORTED.value,
     CaseStatus.DISPATCHED.value,
     CaseStatus.ACCEPTED.value,
     CaseStatus.ON_SITE.value,
     CaseStatus.REOPENED.value,
+    CaseStatus.VERIFYING.value,
 }
 
 
@@ -67,7 +65,7 @@ async def pause(
     if case.status not in _OPEN:
         raise InvalidTransition(f"a {case.status} case has no running clock", state=case.status)
     now = ctx.clock.now()
-    policy = await session.get(SlaPolicy, case.category)
+    policy = await policy_for(session, case.category, case.priority)
     calendar = ctx.calendar(policy.calendar if policy else "24x7")
     for timer in await _clocks(session, case, TimerState.ARMED):
         timer.paused_remaining_s = max(0.0, calendar.elapsed(now, timer.due_at))
@@ -89,7 +87,7 @@ async def resume(session: AsyncSession, ctx: DispatchContext, case_id: str, *, a
     if case.paused_at is None:
         raise InvalidTransition("the case's clocks are running", state=case.status)
     now = ctx.clock.now()
-    policy = await session.get(SlaPolicy, case.category)
+    policy = await policy_for(session, case.category, case.priority)
     calendar = ctx.calendar(policy.calendar if policy else "24x7")
     for timer in await _clocks(session, case, TimerState.PAUSED):
         timer.due_at = calendar.add(now, timer.paused_remaining_s or 0.0)

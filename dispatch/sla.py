@@ -2,9 +2,11 @@
 
 A sweep takes one due timer at a time in its own transaction (FOR UPDATE SKIP LOCKED on
 PostgreSQL, so several sweepers share the work; SQLite has one writer), marks it fired and acts:
-an unanswered offer expires and moves on; a clock past `sla.warn_at` of its goal appends
-SlaWarning; a missed on-site or close deadline appends SlaBreached and raises the escalation
-level; a passed feedback window closes the case; a retry re-dispatches.
+an unanswered offer expires and moves on (and after the policy's `max_refusals` the grid leader
+is called); a clock past `warn_at` of its goal appends SlaWarning; a missed on-site, close or
+verify deadline appends SlaBreached and raises the escalation level; each step of the policy's
+escalation chain is a timer of its own (dispatch/escalation.py); a passed feedback window closes
+the case; a retry re-dispatches.
 A timer whose condition no longer holds (the worker arrived in time) fires silently.
 """
 
@@ -18,10 +20,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.db import Database
 from app.core.events import EventType, append_case_event
 from app.core.models import Case, SlaTimer, Task
+from app.core.policies import policy_for
+from dispatch import escalation
 from dispatch.assignment import offer_case
 from dispatch.cases import close_case
 from dispatch.context import DispatchContext
-from dispatch.states import ACTIVE_TASK, CaseStatus, TaskStatus, TimerKind, TimerState
+from dispatch.escalation import after_refusal
+from dispatch.states import (
+    ACTIVE_TASK,
+    CLOCK_FAMILY,
+    CaseStatus,
+    TaskStatus,
+    TimerKind,
+    TimerState,
+)
 
 log = logging.getLogger(__name__)
 ACTOR = "system:sla"
@@ -32,7 +44,16 @@ _BEFORE_ON_SITE = {
     CaseStatus.ACCEPTED.value,
     CaseStatus.REOPENED.value,
 }
-_DONE = {CaseStatus.RESOLVED.value, CaseStatus.CLOSED.value}
+_DONE = {CaseStatus.RESOLVED.value, CaseStatus.CLOSED.value, CaseStatus.VERIFYING.value}
+
+
+def _running(clock: TimerKind, status: str) -> bool:
+    """Whether a case in `status` has not yet met `clock`."""
+    if clock is TimerKind.ON_SITE:
+        return status in _BEFORE_ON_SITE
+    if clock is TimerKind.CLOSE:
+        return status not in _DONE
+    return status == CaseStatus.VERIFYING.value
 
 
 async def sweep(db: Database, ctx: DispatchContext, *, limit: int = 500) -> int:
@@ -89,15 +110,17 @@ async def fire(session: AsyncSession, ctx: DispatchContext, timer: SlaTimer) -> 
             now=now,
             data={"task_id": task.id, "worker_id": task.worker_id},
         )
+        await after_refusal(session, ctx, case)
         await offer_case(session, ctx, case, actor=ACTOR)
-    elif (kind is TimerKind.ON_SITE and case.status in _BEFORE_ON_SITE) or (
-        kind is TimerKind.CLOSE and case.status not in _DONE
-    ):
-        await _breach(session, ctx, case, timer)
-    elif (kind is TimerKind.ON_SITE_WARNING and case.status in _BEFORE_ON_SITE) or (
-        kind is TimerKind.CLOSE_WARNING and case.status not in _DONE
-    ):
-        await _warn(session, ctx, case, timer)
+    elif kind.clock in CLOCK_FAMILY:
+        if not _running(kind.clock, case.status):
+            return
+        if kind in CLOCK_FAMILY:
+            await _breach(session, ctx, case, timer)
+        elif kind is CLOCK_FAMILY[kind.clock][0]:
+            await _warn(session, ctx, case, timer)
+        else:
+            await escalation.step(session, ctx, case, timer)
     elif kind is TimerKind.FEEDBACK and case.status == CaseStatus.RESOLVED.value:
         await close_case(session, ctx, case, actor=ACTOR, reason="feedback_window_elapsed")
     elif kind is TimerKind.REDISPATCH and case.status in (
@@ -114,7 +137,9 @@ async def fire(session: AsyncSession, ctx: DispatchContext, timer: SlaTimer) -> 
 
 
 async def _warn(session: AsyncSession, ctx: DispatchContext, case: Case, timer: SlaTimer) -> None:
-    clock = TimerKind.ON_SITE if timer.kind == TimerKind.ON_SITE_WARNING else TimerKind.CLOSE
+    clock = TimerKind(timer.kind).clock
+    policy = await policy_for(session, case.category, case.priority)
+    warn_at = policy.warn_at if policy and policy.warn_at is not None else ctx.sla.warn_at
     due = await session.scalar(
         select(SlaTimer.due_at).where(
             SlaTimer.case_id == case.id,
@@ -133,7 +158,7 @@ async def _warn(session: AsyncSession, ctx: DispatchContext, case: Case, timer: 
         data={
             "clock": clock.value,
             "due_at": due.isoformat(),
-            "percent": round(ctx.sla.warn_at * 100),
+            "percent": round(warn_at * 100),
             "assignee": case.assignee_worker_id,
             "status": case.status,
         },

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.models import SlaPolicy, SlaTimer
 from dispatch.context import DispatchContext
-from dispatch.states import TimerKind, TimerState
+from dispatch.states import CLOCK_FAMILY, TimerKind, TimerState
 
 
 def arm(
@@ -84,19 +84,43 @@ def arm_clocks(
     *,
     case_id: str,
     start: datetime,
-) -> tuple[datetime, datetime]:
-    """Arm a case's on-site and close clocks from `start` in the policy's calendar, each with
-    its warning at `sla.warn_at` of the way. Returns the two due times."""
-    calendar, warn_at, now = ctx.calendar(policy.calendar), ctx.sla.warn_at, ctx.clock.now()
-    dues = []
-    for kind, warning, goal in (
-        (TimerKind.ON_SITE, TimerKind.ON_SITE_WARNING, policy.on_site_s),
-        (TimerKind.CLOSE, TimerKind.CLOSE_WARNING, policy.close_s),
-    ):
+    clocks: Iterable[TimerKind] = (TimerKind.ON_SITE, TimerKind.CLOSE),
+) -> dict[TimerKind, datetime]:
+    """Arm a case's clocks from `start` in the policy's calendar, each with its warning at
+    `warn_at` of the way and its escalation steps (each `after_s` past its due time). Returns
+    each clock's due time."""
+    calendar, now = ctx.calendar(policy.calendar), ctx.clock.now()
+    warn_at = policy.warn_at if policy.warn_at is not None else ctx.sla.warn_at
+    goals = {
+        TimerKind.ON_SITE: policy.on_site_s,
+        TimerKind.CLOSE: policy.close_s,
+        TimerKind.VERIFY: policy.verify_s,
+    }
+    dues = {}
+    for clock in clocks:
+        goal = goals[clock]
+        if goal is None:
+            continue
+        warning, escalation = CLOCK_FAMILY[clock]
         due = calendar.add(start, goal)
-        arm(session, case_id=case_id, kind=kind, due_at=due, now=now)
+        arm(session, case_id=case_id, kind=clock, due_at=due, now=now)
         if 0 < warn_at < 1:
-            warn = calendar.add(start, goal * warn_at)
-            arm(session, case_id=case_id, kind=warning, due_at=warn, now=now)
-        dues.append(due)
-    return dues[0], dues[1]
+            arm(
+                session,
+                case_id=case_id,
+                kind=warning,
+                due_at=calendar.add(start, goal * warn_at),
+                now=now,
+            )
+        for i, step in enumerate(policy.escalation):
+            if step.get("clock") == clock.value:
+                timer = arm(
+                    session,
+                    case_id=case_id,
+                    kind=escalation,
+                    due_at=calendar.add(due, float(step.get("after_s", 0))),
+                    now=now,
+                )
+                timer.step = i
+        dues[clock] = due
+    return dues

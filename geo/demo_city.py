@@ -34,6 +34,8 @@ class DemoWorker:
     grid_code: str
     lon: float
     lat: float
+    department: str | None = None  # None: a grid worker
+    skills: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,14 @@ def demo_grids(seed: int = 20061) -> list[Grid]:
                 f"{_STREET_NAMES[street_idx]}{_COMMUNITY_SUFFIX[community_idx]}"
                 f"第{counters[key]}网格"
             )
-            grid = Grid(code, GridLevel.UNIT, name, community_code, Polygon(ring))
+            grid = Grid(
+                code,
+                GridLevel.UNIT,
+                name,
+                community_code,
+                Polygon(ring),
+                responsible=f"{name}网格长",  # the grid leader, notified on escalation
+            )
             communities.setdefault((street_idx, community_idx), []).append(grid)
     out: list[Grid] = []
     streets: dict[int, list[Grid]] = {}
@@ -97,6 +106,7 @@ def demo_grids(seed: int = 20061) -> list[Grid]:
             f"{_STREET_NAMES[street_idx][:2]}{_COMMUNITY_SUFFIX[community_idx]}",
             street_code,
             unary_union([c.geometry for c in cells]),
+            responsible=f"{_STREET_NAMES[street_idx][:2]}{_COMMUNITY_SUFFIX[community_idx]}居委会",
         )
         streets.setdefault(street_idx, []).append(community)
         units[(street_idx, community_idx)] = cells
@@ -110,6 +120,7 @@ def demo_grids(seed: int = 20061) -> list[Grid]:
                 f"{_STREET_NAMES[street_idx]} ({_STREET_NAMES_EN[street_idx]} Street)",
                 None,
                 unary_union([c.geometry for c in comms]),
+                responsible=f"{_STREET_NAMES[street_idx]}办事处",
             )
         )
     return sorted(out, key=lambda g: g.code)
@@ -120,15 +131,36 @@ _GIVEN = ["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", 
 
 
 def demo_workers(grids: list[Grid], seed: int = 7) -> list[DemoWorker]:
-    """One on-duty worker per unit grid, and a second one in every fourth grid."""
+    """One on-duty worker per unit grid, and a second one in every fourth grid who is also an
+    inspector (skill `inspect`, 核查员); two road-maintenance crews (department `roads`) per
+    street, based in its first and last unit grids."""
     rng = random.Random(seed)
     workers: list[DemoWorker] = []
-    for n, grid in enumerate(g for g in grids if g.level is GridLevel.UNIT):
+    units = [g for g in grids if g.level is GridLevel.UNIT]
+    for n, grid in enumerate(units):
         centre = grid.geometry.representative_point()
         for k in range(2 if n % 4 == 0 else 1):
             name = rng.choice(_SURNAMES) + rng.choice(_GIVEN) + rng.choice(_GIVEN)
+            skills = ("inspect",) if k == 1 else ()
             workers.append(
-                DemoWorker(f"w-{grid.code}-{k + 1}", name, grid.code, centre.x, centre.y)
+                DemoWorker(
+                    f"w-{grid.code}-{k + 1}", name, grid.code, centre.x, centre.y, skills=skills
+                )
+            )
+    for street in (g for g in grids if g.level is GridLevel.STREET):
+        mine = [g for g in units if g.code.startswith(street.code)]
+        for k, base in enumerate((mine[0], mine[-1])):
+            centre = base.geometry.representative_point()
+            name = rng.choice(_SURNAMES) + rng.choice(_GIVEN) + rng.choice(_GIVEN)
+            workers.append(
+                DemoWorker(
+                    f"r-{street.code}-{k + 1}",
+                    f"{name}（道路养护）",
+                    base.code,
+                    centre.x,
+                    centre.y,
+                    department="roads",
+                )
             )
     return workers
 

@@ -42,6 +42,9 @@ class EventType(StrEnum):
     SLA_RESUMED = "SlaResumed"
     SLA_WARNING = "SlaWarning"
     SLA_BREACHED = "SlaBreached"
+    CASE_ESCALATED = "CaseEscalated"
+    VERIFICATION_PASSED = "VerificationPassed"
+    CASE_REWORKED = "CaseReworked"  # 返工: the inspector sent the work back
 
 
 class EventEnvelope(BaseModel):

@@ -84,25 +84,45 @@ class GridRow(Base):
     responsible: Mapped[str | None] = mapped_column(String(200))
 
 
+class Department(Base):
+    """A department that owns categories (road damage: the roads department) and works them
+    from its own queue; `responsible` is who escalations notify."""
+
+    __tablename__ = "departments"
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    responsible: Mapped[str | None] = mapped_column(String(200))
+
+
 class Category(Base):
     __tablename__ = "categories"
     code: Mapped[str] = mapped_column(String(64), primary_key=True)
     name_zh: Mapped[str] = mapped_column(String(100))
     name_en: Mapped[str] = mapped_column(String(100))
     priority: Mapped[int] = mapped_column(Integer, default=3)
+    department: Mapped[str | None] = mapped_column(ForeignKey("departments.code"))
+    skill: Mapped[str | None] = mapped_column(String(64))  # workers with it rank first
 
 
 class SlaPolicy(Base):
-    """Clock goals for one category, in seconds of the policy's calendar from the case opening
-    (accept: wall-clock seconds from the offer)."""
+    """Clock goals for one category at one priority (0: any priority), in seconds of the
+    policy's calendar from the case opening (accept: wall-clock seconds from the offer; verify:
+    from the resolution). Every field is explained in docs/POLICIES.md."""
 
     __tablename__ = "sla_policies"
     category_code: Mapped[str] = mapped_column(ForeignKey("categories.code"), primary_key=True)
+    priority: Mapped[int] = mapped_column(Integer, primary_key=True, server_default="0")
     accept_s: Mapped[int] = mapped_column(Integer)
     on_site_s: Mapped[int] = mapped_column(Integer)
     close_s: Mapped[int] = mapped_column(Integer)
     # "24x7", or "working_hours" (counted only in working time: sla.calendar in the settings)
     calendar: Mapped[str] = mapped_column(String(16), default="24x7", server_default="24x7")
+    verify_s: Mapped[int | None] = mapped_column(Integer)  # set: 核查 required before closing
+    warn_at: Mapped[float | None] = mapped_column(Float)  # None: the settings' sla.warn_at
+    max_refusals: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    escalation: Mapped[list[dict[str, Any]]] = mapped_column(
+        Json, default=list, server_default="[]"
+    )
 
 
 class Worker(Base):
@@ -116,6 +136,8 @@ class Worker(Base):
     location_at: Mapped[datetime | None]  # when the server received it
     location_device_at: Mapped[datetime | None]  # when the phone says it was taken
     capacity: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    skills: Mapped[list[str]] = mapped_column(Json, default=list, server_default="[]")
+    department: Mapped[str | None] = mapped_column(String(64), index=True)  # None: a grid worker
     created_at: Mapped[datetime]
 
 
@@ -199,6 +221,7 @@ class Case(Base):
     lat: Mapped[float] = mapped_column(Float)
     source_device_id: Mapped[str | None] = mapped_column(String(64))
     assignee_worker_id: Mapped[str | None] = mapped_column(String(64))
+    department: Mapped[str | None] = mapped_column(String(64), index=True)  # its queue, if any
     seq: Mapped[int] = mapped_column(Integer, default=0)
     paused_at: Mapped[datetime | None]  # the SLA clocks are stopped since (see dispatch/pauses.py)
     pause_kind: Mapped[str | None] = mapped_column(String(32))
@@ -240,6 +263,7 @@ class SlaTimer(Base):
     created_at: Mapped[datetime]
     fired_at: Mapped[datetime | None]  # when it fired, or when it was cancelled
     paused_remaining_s: Mapped[float | None] = mapped_column(Float)  # calendar time left
+    step: Mapped[int | None] = mapped_column(Integer)  # an escalation timer's step in its policy
 
 
 class CaseEvent(Base):

@@ -14,34 +14,36 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.catalog import CATEGORIES
 from app.core.devices import add_key
 from app.core.grids import store_grid_set
-from app.core.models import Category, Device, GridSet, SlaPolicy, Worker
+from app.core.models import Category, Department, Device, GridSet, Worker
+from app.core.policies import PolicyDocument, add_policies, apply, bundled
 from geo.demo_city import demo_grids, demo_sensors, demo_workers
 
 
 async def seed_categories(session: AsyncSession) -> None:
+    """The bundled policy document into an empty database; later, only the bundled categories
+    it lacks (with their departments and default policies). Stored policies are never
+    overwritten: an install's own document stays as loaded."""
+    doc = bundled()
     existing = set(await session.scalars(select(Category.code)))
-    for spec in CATEGORIES:
-        if spec.code in existing:
-            continue
-        session.add(
-            Category(
-                code=spec.code, name_zh=spec.name_zh, name_en=spec.name_en, priority=spec.priority
-            )
-        )
-        await session.flush()
-        session.add(
-            SlaPolicy(
-                category_code=spec.code,
-                accept_s=spec.accept_s,
-                on_site_s=spec.on_site_s,
-                close_s=spec.close_s,
-                calendar=spec.calendar,
-            )
-        )
+    if not existing:
+        await apply(session, doc)
+        return
+    missing = [c for c in doc.categories if c.code not in existing]
+    if not missing:
+        return
+    departments = set(await session.scalars(select(Department.code)))
+    needed = {c.department for c in missing}
+    for d in doc.departments:
+        if d.code in needed and d.code not in departments:
+            session.add(Department(code=d.code, name=d.name, responsible=d.responsible))
     await session.flush()
+    codes = {c.code for c in missing}
+    partial = PolicyDocument(
+        categories=missing, policies=[p for p in doc.policies if p.category in codes]
+    )
+    await add_policies(session, partial)
 
 
 async def seed_demo_city(
@@ -62,6 +64,8 @@ async def seed_demo_city(
                 lon=w.lon,
                 lat=w.lat,
                 location_at=now,
+                skills=list(w.skills),
+                department=w.department,
                 created_at=now,
             )
         )

@@ -129,7 +129,7 @@ class Deadlines(BaseModel):
 class ClockState(BaseModel):
     """One SLA clock of a case, as a service desk shows it."""
 
-    clock: Literal["accept", "on_site", "close"]
+    clock: Literal["accept", "on_site", "close", "verify"]
     calendar: str = Field(description="24x7, or working_hours (only working time counts)")
     goal_s: int
     due_at: datetime
@@ -303,6 +303,9 @@ class CategoryRead(BaseModel):
     on_site_s: int
     close_s: int
     calendar: str = Field(description="24x7, or working_hours (only working time counts)")
+    verify_s: int | None = Field(description="set when cases are verified (核查) before closing")
+    department: str | None = Field(description="the department whose queue takes these cases")
+    skill: str | None = Field(description="workers with this skill are offered these cases first")
 
 
 class ErrorBody(BaseModel):

@@ -20,6 +20,7 @@ from app.core.models import (
     Task,
     Worker,
 )
+from app.core.policies import policy_for
 from app.http.schemas import (
     Assignee,
     CasePage,
@@ -138,13 +139,13 @@ async def deadlines(session: AsyncSession, case_id: str) -> Deadlines:
     return out
 
 
-SLA_CLOCKS = (TimerKind.ACCEPT, TimerKind.ON_SITE, TimerKind.CLOSE)
+SLA_CLOCKS = (TimerKind.ACCEPT, TimerKind.ON_SITE, TimerKind.CLOSE, TimerKind.VERIFY)
 
 
 async def sla_state(session: AsyncSession, ctx: DispatchContext, case: Case) -> list[ClockState]:
     """Each clock's goal, due time, time counted and left in its calendar, and whether it is
     running, met or breached (the newest run of each clock: a reopened case starts again)."""
-    policy = await session.get(SlaPolicy, case.category)
+    policy = await policy_for(session, case.category, case.priority)
     if policy is None:
         return []
     rows = await session.scalars(
@@ -165,6 +166,7 @@ async def sla_state(session: AsyncSession, ctx: DispatchContext, case: Case) -> 
             TimerKind.ACCEPT: policy.accept_s,
             TimerKind.ON_SITE: policy.on_site_s,
             TimerKind.CLOSE: policy.close_s,
+            TimerKind.VERIFY: policy.verify_s or 0,
         }[kind]
         state = {"cancelled": "met", "fired": "breached", "paused": "paused"}.get(
             timer.state, "running"
@@ -390,6 +392,7 @@ async def categories(session: AsyncSession) -> list[CategoryRead]:
     rows = await session.execute(
         select(Category, SlaPolicy)
         .join(SlaPolicy, SlaPolicy.category_code == Category.code)
+        .where(SlaPolicy.priority == 0)
         .order_by(Category.priority, Category.code)
     )
     return [
@@ -402,6 +405,9 @@ async def categories(session: AsyncSession) -> list[CategoryRead]:
             on_site_s=p.on_site_s,
             close_s=p.close_s,
             calendar=p.calendar,
+            verify_s=p.verify_s,
+            department=c.department,
+            skill=c.skill,
         )
         for c, p in rows
     ]

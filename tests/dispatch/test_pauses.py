@@ -47,8 +47,8 @@ async def test_a_paused_clock_neither_warns_nor_breaches_and_resumes_exactly(h: 
     }
     assert resumed["type"] == "SlaResumed" and resumed["data"]["paused_s"] == 600.0
     h.clock.advance(241)
-    assert await h.sweep() == 2  # the warning it had left, then the breach
-    assert types(await h.case(case_id))[-2:] == ["SlaWarning", "SlaBreached"]
+    assert await h.sweep() == 3  # the warning it had left, the breach, the grid leader's call
+    assert types(await h.case(case_id))[-3:] == ["SlaWarning", "SlaBreached", "CaseEscalated"]
 
 
 async def test_an_extension_over_a_weekend_costs_working_hours_nothing(h: Harness) -> None:
@@ -58,9 +58,7 @@ async def test_an_extension_over_a_weekend_costs_working_hours_nothing(h: Harnes
     case_id = await h.case_of(report["id"])
     await h.offered_task(case_id)
     h.clock.advance(30 * 60)  # 17:30: half an hour of the 2-hour on-site clock used
-    r = await act(
-        h, case_id, "extension" if False else "pause", kind="extension", reason="需封路审批"
-    )
+    r = await act(h, case_id, "pause", kind="extension", reason="需封路审批")
     assert r.status_code == 200
     monday = datetime(2026, 1, 12, 9, 0, tzinfo=SH)
     h.clock.advance((monday - h.clock.now()).total_seconds())

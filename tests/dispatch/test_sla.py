@@ -48,20 +48,34 @@ async def test_expired_offer_goes_to_another_worker(h: Harness) -> None:
     assert r.status_code == 409 and r.json()["state"] == "expired"
 
 
-async def test_missed_on_site_deadline_breaches_once(h: Harness) -> None:
-    _, case_id, _ = await report_in_single_worker_grid(h)
+async def test_missed_on_site_deadline_breaches_once_and_escalates_by_the_chain(
+    h: Harness,
+) -> None:
+    _, case_id, code = await report_in_single_worker_grid(h)
     task = await h.offered_task(case_id)
     r = await h.client.post(
         f"/v1/tasks/{task['id']}/accept", headers=h.auth("worker", task["worker_id"])
     )
     assert r.status_code == 200
     h.clock.advance(5 * 60 + 1)
-    assert await h.sweep() == 2  # the 80 % warning, then the breach
+    # the 80 % warning, the breach, and the chain's first step: the grid leader (网格长)
+    assert await h.sweep() == 3
     case = await h.case(case_id)
-    assert types(case)[-2:] == ["SlaWarning", "SlaBreached"]
-    breach = case["timeline"][-1]["data"]
+    assert types(case)[-3:] == ["SlaWarning", "SlaBreached", "CaseEscalated"]
+    breach, step = case["timeline"][-2]["data"], case["timeline"][-1]["data"]
     assert breach["clock"] == "on_site" and breach["escalation_level"] == 1
-    assert case["escalation_level"] == 1
+    leader = h.runtime.grids.require().get(code)
+    assert leader is not None and leader.responsible
+    assert step == {
+        "clock": "on_site",
+        "step": 0,
+        "after_s": 0,
+        "action": "notify_grid_leader",
+        "to": leader.responsible,
+        "escalation_level": 2,
+        "priority": 1,
+    }
+    assert case["escalation_level"] == 2
     assert await h.sweep() == 0  # fired once, never again
     listed = await h.client.get(
         "/v1/cases", params={"overdue": "true"}, headers=h.auth("operator", "ops")
@@ -69,13 +83,37 @@ async def test_missed_on_site_deadline_breaches_once(h: Harness) -> None:
     assert [c["id"] for c in listed.json()["items"]] == [case_id]
 
     h.clock.advance(10 * 60)  # 15 minutes after opening: the close clock too
-    assert await h.sweep() == 2  # its warning at 12 minutes, then its breach
+    # at 7 min the re-offer (the worker who has not arrived loses the case), at 12 the close
+    # warning, at 15 its breach and the street office's call
+    assert await h.sweep() == 4
     case = await h.case(case_id)
-    assert case["escalation_level"] == 2
+    assert types(case)[-5:] == [
+        "CaseEscalated",
+        "TaskOffered",
+        "SlaWarning",
+        "SlaBreached",
+        "CaseEscalated",
+    ]
+    steps = [e["data"] for e in case["timeline"] if e["type"] == "CaseEscalated"]
+    assert [s["action"] for s in steps] == [
+        "notify_grid_leader",
+        "reoffer",
+        "notify_street_office",
+    ]
+    assert steps[1]["from_worker_id"] == task["worker_id"]
+    assert steps[2]["to"] == h.runtime.grids.require().path(code)[0].responsible
+    assert case["task"]["status"] == "offered" and case["task"]["worker_id"] != task["worker_id"]
+    assert case["escalation_level"] == 5
     assert [e["data"]["clock"] for e in case["timeline"] if e["type"] == "SlaBreached"] == [
         "on_site",
         "close",
     ]
+    r = await h.client.post(
+        f"/v1/tasks/{task['id']}/arrive",
+        json={"location": {"lat": 30.2, "lon": 120.1}},
+        headers=h.auth("worker", task["worker_id"]),
+    )
+    assert r.status_code == 409 and r.json()["state"] == "cancelled"
 
 
 async def test_arrival_in_time_stops_the_on_site_clock(h: Harness) -> None:
@@ -294,10 +332,10 @@ async def test_warnings_come_once_before_each_breach(h: Harness) -> None:
     assert case["escalation_level"] == 0  # a warning does not escalate
     assert await h.sweep() == 0  # once
     h.clock.advance(60)
-    assert await h.sweep() == 1
-    assert types(await h.case(case_id))[-1] == "SlaBreached"
+    assert await h.sweep() == 2  # the breach, and the chain's call to the grid leader
+    assert types(await h.case(case_id))[-2:] == ["SlaBreached", "CaseEscalated"]
     h.clock.advance(12 * 60 - 5 * 60)  # 12 minutes after opening: 80 % of the close clock
-    assert await h.sweep() == 1
+    assert await h.sweep() == 2  # the re-offer due at 7 minutes, then the close warning
     last = (await h.case(case_id))["timeline"][-1]
     assert last["type"] == "SlaWarning" and last["data"]["clock"] == "close"
 

@@ -1,0 +1,157 @@
+"""Escalation: the steps a policy takes once a clock is breached, and the call to the grid
+leader after too many refusals.
+
+Each step of a policy's chain is an SLA timer of its own (armed with the clock, `after_s` past
+its due time, `step` = its place in the chain), so it fires exactly once like every timer: the
+sweeper marks it fired in the transaction that acts, with FOR UPDATE SKIP LOCKED between
+sweepers. A step whose clock was met (the worker arrived, the case was resolved) or stopped is
+cancelled with the clock and never fires. Every step taken is a CaseEscalated event in the case's
+sealed history and on the feed, naming the action and whom it notifies:
+
+- `reoffer`: the worker who has not arrived loses the case (task cancelled), and it is offered
+  to the next candidate, that worker left out;
+- `notify_grid_leader` (网格长): the responsible party of the case's unit grid (else its
+  community's); `notify_street_office`: its street's; `notify_department`: the department that
+  owns the category;
+- `raise_priority`: the case's priority goes up one level (1 is the highest).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.events import EventType, append_case_event
+from app.core.models import Case, Category, Department, SlaTimer, Task
+from app.core.policies import policy_for
+from dispatch import timers
+from dispatch.assignment import offer_case
+from dispatch.context import DispatchContext
+from dispatch.states import CaseStatus, TaskStatus, TimerKind
+from geo import GridLevel
+
+log = logging.getLogger(__name__)
+ACTOR = "system:sla"
+NOTIFY_LEVELS = {
+    "notify_grid_leader": (GridLevel.UNIT, GridLevel.COMMUNITY),
+    "notify_street_office": (GridLevel.STREET,),
+}
+
+
+async def recipient(session: AsyncSession, ctx: DispatchContext, case: Case, action: str) -> str:
+    """Whom a notifying step reaches: a grid's or department's responsible party (its name or
+    code when none is recorded)."""
+    if action == "notify_department":
+        category = await session.get(Category, case.category)
+        code = case.department or (category.department if category else None)
+        department = await session.get(Department, code) if code else None
+        if department is None:
+            return code or "operations centre"
+        return department.responsible or department.name
+    index = ctx.grids.index
+    home, _ = ctx.place(case.grid_code, case.grid_set_version, case.lon, case.lat)
+    path = list(reversed(index.path(home))) if index is not None else []
+    levels = NOTIFY_LEVELS.get(action, ())
+    for grid in path:
+        if grid.level in levels and grid.responsible:
+            return grid.responsible
+    named = [g for g in path if g.level in levels]
+    return named[0].name if named else home
+
+
+async def _record(
+    session: AsyncSession,
+    ctx: DispatchContext,
+    case: Case,
+    data: dict[str, object],
+) -> None:
+    case.escalation_level += 1
+    await append_case_event(
+        session,
+        case,
+        EventType.CASE_ESCALATED,
+        actor=ACTOR,
+        now=ctx.clock.now(),
+        data={**data, "escalation_level": case.escalation_level, "priority": case.priority},
+    )
+
+
+async def step(session: AsyncSession, ctx: DispatchContext, case: Case, timer: SlaTimer) -> None:
+    """Take the escalation step `timer` stands for (its clock is breached and still open)."""
+    policy = await policy_for(session, case.category, case.priority)
+    chain = policy.escalation if policy is not None else []
+    if timer.step is None or not 0 <= timer.step < len(chain):
+        log.warning("case %s: escalation step %s is not in its policy", case.id, timer.step)
+        return
+    action = str(chain[timer.step].get("action"))
+    data: dict[str, object] = {
+        "clock": TimerKind(timer.kind).clock.value,
+        "step": timer.step,
+        "after_s": chain[timer.step].get("after_s", 0),
+        "action": action,
+    }
+    if action == "raise_priority":
+        data["priority_from"] = case.priority
+        case.priority = max(1, case.priority - 1)
+        await _record(session, ctx, case, data)
+    elif action == "reoffer":
+        await _reoffer(session, ctx, case, data)
+    else:
+        data["to"] = await recipient(session, ctx, case, action)
+        await _record(session, ctx, case, data)
+
+
+async def _reoffer(
+    session: AsyncSession, ctx: DispatchContext, case: Case, data: dict[str, object]
+) -> None:
+    now = ctx.clock.now()
+    task = await session.scalar(
+        select(Task).where(
+            Task.case_id == case.id,
+            Task.status.in_([TaskStatus.OFFERED.value, TaskStatus.ACCEPTED.value]),
+        )
+    )
+    if task is not None:
+        task.status = TaskStatus.CANCELLED.value
+        task.ended_at = now
+        task.note = "re-offered on escalation"
+        await timers.cancel(
+            session, case_id=case.id, now=now, kinds=[TimerKind.ACCEPT], task_id=task.id
+        )
+        data["from_worker_id"] = task.worker_id
+    await _record(session, ctx, case, data)
+    case.status = CaseStatus.REPORTED.value
+    case.assignee_worker_id = None
+    await offer_case(session, ctx, case, actor=ACTOR)
+
+
+async def after_refusal(session: AsyncSession, ctx: DispatchContext, case: Case) -> None:
+    """Call the grid leader (a department case: its department) once, when the case has been
+    declined or let expire `max_refusals` times."""
+    policy = await policy_for(session, case.category, case.priority)
+    if policy is None:
+        return
+    refusals = await session.scalar(
+        select(func.count())
+        .select_from(Task)
+        .where(
+            Task.case_id == case.id,
+            Task.status.in_([TaskStatus.DECLINED.value, TaskStatus.EXPIRED.value]),
+        )
+    )
+    if refusals != policy.max_refusals:
+        return  # below the limit, or the call was made at the limit already
+    action = "notify_department" if case.department else "notify_grid_leader"
+    await _record(
+        session,
+        ctx,
+        case,
+        {
+            "reason": "refusals",
+            "refusals": refusals,
+            "action": action,
+            "to": await recipient(session, ctx, case, action),
+        },
+    )
