@@ -290,6 +290,48 @@ def cmd_grids_import(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_policies_load(args: argparse.Namespace) -> int:
+    from app.core import policies
+
+    path = Path(args.file)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        print(f"gridflow: cannot read {path}: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        async with _database(_settings()) as db:
+            try:
+                async with db.transaction() as session:
+                    doc = await policies.validated(session, raw)
+                    stored = await policies.apply(session, doc)
+            except policies.InvalidPolicies as exc:
+                print(f"gridflow: {path}: {exc.detail}", file=sys.stderr)
+                for problem in exc.extra["problems"]:
+                    print(f"  - {problem['at']}: {problem['message']}", file=sys.stderr)
+                return 2
+        print(
+            f"gridflow: loaded {stored} policies, {len(doc.categories)} categories and "
+            f"{len(doc.departments)} departments from {path}; new clocks use them at once"
+        )
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_policies_dump(args: argparse.Namespace) -> int:
+    from app.core import policies
+
+    async def run() -> str:
+        async with _database(_settings()) as db, db.reader() as session:
+            doc = await policies.current(session)
+        return json.dumps(doc.model_dump(mode="json"), ensure_ascii=False, indent=2)
+
+    print(asyncio.run(run()))
+    return 0
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from app.core.audit import describe, verify
 
@@ -403,6 +445,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-gaps", action="store_true", help="accept gaps inside the service area (warned)"
     )
     imp.set_defaults(func=cmd_grids_import)
+
+    pol = sub.add_parser("policies", help="SLA policies (docs/POLICIES.md)").add_subparsers(
+        dest="action", required=True
+    )
+    load = pol.add_parser("load", help="validate a policy document (JSON) and store it")
+    load.add_argument("file")
+    load.set_defaults(func=cmd_policies_load)
+    pol.add_parser("dump", help="print the stored policy document").set_defaults(
+        func=cmd_policies_dump
+    )
 
     audit = sub.add_parser("audit", help="the tamper-evident case history").add_subparsers(
         dest="action", required=True

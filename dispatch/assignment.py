@@ -191,6 +191,7 @@ async def offer_case(
         kind=TimerKind.ACCEPT,
         due_at=task.accept_due_at,
         now=now,
+        goal_s=accept_s,
     )
     await append_case_event(
         session,

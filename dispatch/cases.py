@@ -275,6 +275,8 @@ async def verify(
     an operator may record a verdict too. Passed: the case is resolved (feedback, or closed).
     Failed: rework (返工) — the case reopens with fresh on-site and close clocks and is offered
     first to the worker who did the work."""
+    if inspector is not None and INSPECT not in (inspector.skills or ()):
+        raise Forbidden("only inspectors (workers with the inspect skill) verify cases")
     case = await session.get(Case, case_id, with_for_update=True)
     if case is None:
         raise CaseNotFound(f"case {case_id} does not exist")
@@ -291,8 +293,6 @@ async def verify(
     )
     data: dict[str, object] = {"passed": passed, "note": note}
     if inspector is not None:
-        if INSPECT not in (inspector.skills or ()):
-            raise Forbidden("only inspectors (workers with the inspect skill) verify cases")
         if worked is not None and worked.worker_id == inspector.id:
             raise Forbidden("an inspector cannot verify their own work")
         if lon is None or lat is None:

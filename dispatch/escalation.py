@@ -2,7 +2,8 @@
 leader after too many refusals.
 
 Each step of a policy's chain is an SLA timer of its own (armed with the clock, `after_s` past
-its due time, `step` = its place in the chain), so it fires exactly once like every timer: the
+its due time, with its place in the chain and its action fixed then: a later change of policy
+or priority does not change a step already armed), so it fires exactly once like every timer: the
 sweeper marks it fired in the transaction that acts, with FOR UPDATE SKIP LOCKED between
 sweepers. A step whose clock was met (the worker arrived, the case was resolved) or stopped is
 cancelled with the clock and never fires. Every step taken is a CaseEscalated event in the case's
@@ -80,16 +81,10 @@ async def _record(
 
 async def step(session: AsyncSession, ctx: DispatchContext, case: Case, timer: SlaTimer) -> None:
     """Take the escalation step `timer` stands for (its clock is breached and still open)."""
-    policy = await policy_for(session, case.category, case.priority)
-    chain = policy.escalation if policy is not None else []
-    if timer.step is None or not 0 <= timer.step < len(chain):
-        log.warning("case %s: escalation step %s is not in its policy", case.id, timer.step)
-        return
-    action = str(chain[timer.step].get("action"))
+    action = timer.action or ""
     data: dict[str, object] = {
         "clock": TimerKind(timer.kind).clock.value,
         "step": timer.step,
-        "after_s": chain[timer.step].get("after_s", 0),
         "action": action,
     }
     if action == "raise_priority":
@@ -98,9 +93,11 @@ async def step(session: AsyncSession, ctx: DispatchContext, case: Case, timer: S
         await _record(session, ctx, case, data)
     elif action == "reoffer":
         await _reoffer(session, ctx, case, data)
-    else:
+    elif action in ("notify_grid_leader", "notify_street_office", "notify_department"):
         data["to"] = await recipient(session, ctx, case, action)
         await _record(session, ctx, case, data)
+    else:
+        log.warning("case %s: unknown escalation action %r", case.id, action)
 
 
 async def _reoffer(

@@ -21,6 +21,7 @@ def arm(
     due_at: datetime,
     now: datetime,
     task_id: str | None = None,
+    goal_s: int | None = None,
 ) -> SlaTimer:
     timer = SlaTimer(
         case_id=case_id,
@@ -29,6 +30,7 @@ def arm(
         due_at=due_at,
         state=TimerState.ARMED.value,
         created_at=now,
+        goal_s=goal_s,
     )
     session.add(timer)
     return timer
@@ -103,7 +105,7 @@ def arm_clocks(
             continue
         warning, escalation = CLOCK_FAMILY[clock]
         due = calendar.add(start, goal)
-        arm(session, case_id=case_id, kind=clock, due_at=due, now=now)
+        arm(session, case_id=case_id, kind=clock, due_at=due, now=now, goal_s=goal)
         if 0 < warn_at < 1:
             arm(
                 session,
@@ -121,6 +123,6 @@ def arm_clocks(
                     due_at=calendar.add(due, float(step.get("after_s", 0))),
                     now=now,
                 )
-                timer.step = i
+                timer.step, timer.action = i, str(step.get("action"))
         dues[clock] = due
     return dues

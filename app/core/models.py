@@ -263,7 +263,10 @@ class SlaTimer(Base):
     created_at: Mapped[datetime]
     fired_at: Mapped[datetime | None]  # when it fired, or when it was cancelled
     paused_remaining_s: Mapped[float | None] = mapped_column(Float)  # calendar time left
-    step: Mapped[int | None] = mapped_column(Integer)  # an escalation timer's step in its policy
+    goal_s: Mapped[int | None] = mapped_column(Integer)  # a clock's goal when it was armed
+    # An escalation step: its place in the policy's chain and its action, fixed when armed
+    step: Mapped[int | None] = mapped_column(Integer)
+    action: Mapped[str | None] = mapped_column(String(32))
 
 
 class CaseEvent(Base):

@@ -22,6 +22,7 @@ from app.http.routes import (
     health,
     photos,
     reports,
+    stats,
     tasks,
     workers,
 )
@@ -37,7 +38,19 @@ from app.runtime import Runtime
 
 ROUTERS = tuple(
     module.router
-    for module in (health, catalog, reports, alerts, tasks, workers, cases, feed, photos, admin)
+    for module in (
+        health,
+        catalog,
+        reports,
+        alerts,
+        tasks,
+        workers,
+        cases,
+        stats,
+        feed,
+        photos,
+        admin,
+    )
 )
 
 DESCRIPTION = """

@@ -90,6 +90,8 @@ async def get_worker(runtime: RuntimeDep, principal: WorkerPrincipal) -> Worker:
 CurrentWorker = Annotated[Worker, Depends(get_worker)]
 Operator = Annotated[Principal, Depends(require(Role.OPERATOR, Role.ADMIN))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+# Verdicts on resolved cases: inspectors (workers; the skill is checked by the engine), operators
+Inspector = Annotated[Principal, Depends(require(Role.WORKER, Role.OPERATOR, Role.ADMIN))]
 ReportReader = Annotated[Principal, Depends(require(Role.RESIDENT, Role.OPERATOR, Role.ADMIN))]
 
 

@@ -212,6 +212,30 @@ class WorkerStatusRead(BaseModel):
     capacity: int
 
 
+class VerifyBody(Strict):
+    passed: bool = Field(description="true: the work holds; false: rework (返工)")
+    note: str = Field(min_length=1, max_length=2000, description="what the inspector found")
+    location: LocationIn | None = Field(
+        default=None, description="where the inspector is (required of inspectors: on site)"
+    )
+
+
+class VerificationRead(BaseModel):
+    case_id: str
+    passed: bool
+    case_status: str
+
+
+class PendingVerification(BaseModel):
+    case_id: str
+    category: str
+    grid: str
+    location: dict[str, float]
+    resolved_at: datetime | None
+    verify_due_at: datetime | None
+    distance_m: float | None = Field(description="from the inspector's last location")
+
+
 class ReturnBody(Strict):
     reason: str = Field(min_length=1, max_length=500, description="why it is handed back")
 
@@ -255,6 +279,7 @@ class CaseSummary(BaseModel):
     priority: int
     escalation_level: int
     assignee_worker_id: str | None
+    department: str | None = Field(description="the department whose queue holds the case")
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None
@@ -314,3 +339,39 @@ class ErrorBody(BaseModel):
     model_config = ConfigDict(extra="allow")
     error: str = Field(examples=["outside_service_area"])
     detail: Any = Field(examples=["the location is outside every grid of the service area"])
+
+
+class StatsFigures(BaseModel):
+    """One group's figures (docs/STATS.md defines each); a rate with nothing to divide is null."""
+
+    key: str | None = Field(description="the grid, street, department or category; null: none")
+    received: int
+    dispatched: int
+    closed: int
+    closed_on_time: int
+    on_time_rate: float | None = Field(description="按期结案率: closed_on_time / closed")
+    right_first_time: int
+    right_first_time_rate: float | None = Field(
+        description="准确派遣率: right_first_time / dispatched"
+    )
+    resolved: int
+    reopened: int
+    reworked: int
+    rework_rate: float | None = Field(description="返工率: reopened or reworked / resolved")
+    feedback: int
+    satisfied: int
+    satisfaction_rate: float | None = Field(description="满意率: satisfied / feedback")
+    accept_median_s: float | None
+    accept_p90_s: float | None
+    arrive_median_s: float | None
+    arrive_p90_s: float | None
+    close_median_s: float | None
+    close_p90_s: float | None
+
+
+class StatsRead(BaseModel):
+    start: datetime = Field(serialization_alias="from")
+    end: datetime = Field(serialization_alias="to")
+    by: str | None
+    groups: list[StatsFigures]
+    total: StatsFigures

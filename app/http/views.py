@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +31,7 @@ from app.http.schemas import (
     Deadlines,
     GridPathItem,
     GridRead,
+    PendingVerification,
     ReportRead,
     TaskBrief,
     TaskRead,
@@ -38,8 +39,8 @@ from app.http.schemas import (
     TimerRead,
 )
 from dispatch.context import DispatchContext
-from dispatch.states import ACTIVE_TASK, TimerKind
-from geo import GridIndex
+from dispatch.states import ACTIVE_TASK, CaseStatus, TaskStatus, TimerKind
+from geo import GridIndex, haversine_m
 
 # What a resident may see of an event's data: progress, never other people's identifiers.
 RESIDENT_FIELDS = frozenset(
@@ -162,12 +163,14 @@ async def sla_state(session: AsyncSession, ctx: DispatchContext, case: Case) -> 
             continue  # the accept clock is shown while an offer is open
         calendar_name = "24x7" if kind is TimerKind.ACCEPT else policy.calendar
         calendar = ctx.calendar(calendar_name)
-        goal = {
-            TimerKind.ACCEPT: policy.accept_s,
-            TimerKind.ON_SITE: policy.on_site_s,
-            TimerKind.CLOSE: policy.close_s,
-            TimerKind.VERIFY: policy.verify_s or 0,
-        }[kind]
+        goal = timer.goal_s  # as armed; older rows: the policy's
+        if goal is None:
+            goal = {
+                TimerKind.ACCEPT: policy.accept_s,
+                TimerKind.ON_SITE: policy.on_site_s,
+                TimerKind.CLOSE: policy.close_s,
+                TimerKind.VERIFY: policy.verify_s or 0,
+            }[kind]
         state = {"cancelled": "met", "fired": "breached", "paused": "paused"}.get(
             timer.state, "running"
         )
@@ -310,6 +313,7 @@ def case_summary(case: Case) -> CaseSummary:
         priority=case.priority,
         escalation_level=case.escalation_level,
         assignee_worker_id=case.assignee_worker_id,
+        department=case.department,
         created_at=case.created_at,
         updated_at=case.updated_at,
         closed_at=case.closed_at,
@@ -361,9 +365,13 @@ async def case_page(
     overdue: bool | None,
     limit: int,
     offset: int,
+    department: str | None = None,
 ) -> CasePage:
-    """Cases newest first. Overdue: not closed, with an on-site or close deadline passed."""
+    """Cases newest first. Overdue: not closed, with an on-site, close or verify deadline
+    passed. `department`: that department's queue."""
     stmt = select(Case)
+    if department:
+        stmt = stmt.where(Case.department == department)
     if status:
         stmt = stmt.where(Case.status == status)
     if grid:
@@ -373,7 +381,7 @@ async def case_page(
     if overdue is not None:
         late = exists().where(
             SlaTimer.case_id == Case.id,
-            SlaTimer.kind.in_(("on_site", "close")),
+            SlaTimer.kind.in_(("on_site", "close", "verify")),
             SlaTimer.state.in_(("armed", "fired")),
             SlaTimer.due_at <= now,
         )
@@ -386,6 +394,52 @@ async def case_page(
     return CasePage(
         items=[case_summary(c) for c in rows], total=int(total or 0), limit=limit, offset=offset
     )
+
+
+async def pending_verifications(
+    session: AsyncSession, inspector: Worker, limit: int = 50
+) -> list[PendingVerification]:
+    """Cases waiting for 核查, nearest to the inspector first (soonest due when the location is
+    unknown); never the inspector's own work."""
+    own = select(Task.case_id).where(
+        Task.worker_id == inspector.id, Task.status == TaskStatus.RESOLVED.value
+    )
+    rows = await session.execute(
+        select(Case, SlaTimer.due_at)
+        .outerjoin(
+            SlaTimer,
+            (SlaTimer.case_id == Case.id)
+            & (SlaTimer.kind == TimerKind.VERIFY.value)
+            & SlaTimer.state.in_(("armed", "fired", "paused")),
+        )
+        .where(Case.status == CaseStatus.VERIFYING.value, Case.id.not_in(own))
+        .limit(2000)
+    )
+    out = []
+    for case, due in rows:
+        distance = None
+        if inspector.lon is not None and inspector.lat is not None:
+            distance = round(haversine_m(inspector.lon, inspector.lat, case.lon, case.lat), 1)
+        out.append(
+            PendingVerification(
+                case_id=case.id,
+                category=case.category,
+                grid=case.grid_code,
+                location={"lat": case.lat, "lon": case.lon},
+                resolved_at=case.resolved_at,
+                verify_due_at=due,
+                distance_m=distance,
+            )
+        )
+    far, never = float("inf"), datetime.max.replace(tzinfo=UTC)
+    out.sort(
+        key=lambda p: (
+            p.distance_m if p.distance_m is not None else far,
+            p.verify_due_at or never,
+            p.case_id,
+        )
+    )
+    return out[:limit]
 
 
 async def categories(session: AsyncSession) -> list[CategoryRead]:

@@ -53,10 +53,14 @@ def upgrade() -> None:
         batch.create_index(op.f("ix_cases_department"), ["department"])
     with op.batch_alter_table("sla_timers") as batch:
         batch.add_column(sa.Column("step", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("action", sa.String(32), nullable=True))
+        batch.add_column(sa.Column("goal_s", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("sla_timers") as batch:
+        batch.drop_column("goal_s")
+        batch.drop_column("action")
         batch.drop_column("step")
     with op.batch_alter_table("cases") as batch:
         batch.drop_index(op.f("ix_cases_department"))

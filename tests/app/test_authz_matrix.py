@@ -65,6 +65,13 @@ MATRIX: dict[tuple[str, str], dict[str, set[int]]] = {
     # The operator stops the clocks; the admin then meets a stopped clock (409), and so on.
     ("POST", "/v1/cases/{case_id}/pause"): row(operator={200, 409}, admin={200, 409}),
     ("POST", "/v1/cases/{case_id}/resume"): row(operator={200, 409}, admin={200, 409}),
+    # Inspectors are workers with the inspect skill: neither of these workers has it. The
+    # worker has resolved the road repair by then: the operator passes it, the admin meets 409.
+    ("POST", "/v1/cases/{case_id}/verify"): row(operator={200, 409}, admin={200, 409}),
+    ("GET", "/v1/workers/me/verifications"): row(),
+    ("GET", "/v1/stats"): OPS,
+    ("GET", "/v1/admin/policies"): row(admin=OK_READ),
+    ("PUT", "/v1/admin/policies"): row(admin={422}),  # no policy for any category: refused
     ("GET", "/v1/photos/{photo_id}"): row(
         owner=OK_READ, worker=OK_READ, operator=OK_READ, admin=OK_READ
     ),
@@ -124,6 +131,8 @@ BODIES: dict[str, Any] = {
     "/v1/admin/grids": {"type": "FeatureCollection", "features": []},
     "/v1/workers/me/status": {"on_duty": True},
     "/v1/cases/{case_id}/pause": {"kind": "waiting_for_resident", "reason": "等居民开门"},
+    "/v1/cases/{case_id}/verify": {"passed": True, "note": "已修复", "location": CITY_POINT},
+    "/v1/admin/policies": {"policies": []},
 }
 PARAMS: dict[str, dict[str, Any]] = {"/v1/grids/locate": CITY_POINT}
 

@@ -69,7 +69,6 @@ async def test_missed_on_site_deadline_breaches_once_and_escalates_by_the_chain(
     assert step == {
         "clock": "on_site",
         "step": 0,
-        "after_s": 0,
         "action": "notify_grid_leader",
         "to": leader.responsible,
         "escalation_level": 2,

@@ -1,4 +1,4 @@
-"""Administration: replacing the grid set."""
+"""Administration: replacing the grid set; reading and replacing the SLA policies."""
 
 from __future__ import annotations
 
@@ -8,14 +8,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from app.core import policies
 from app.core.errors import AppError
 from app.core.grids import import_grid_set, import_rules
+from app.core.policies import PolicyDocument
 from app.http.bodies import read_limited
-from app.http.deps import Admin, RuntimeDep, limit
+from app.http.deps import Admin, Reader, RuntimeDep, UnitOfWork, limit
 from app.http.docs import errors
 from app.http.schemas import GridSetImported
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+
+MAX_POLICY_BYTES = 1024 * 1024
 
 
 class MalformedJson(AppError):
@@ -75,3 +80,42 @@ async def replace_grids(
         now=runtime.clock.now(),
     )
     return GridSetImported.model_validate(done.to_dict())
+
+
+@router.get(
+    "/policies",
+    dependencies=[limit("admin")],
+    summary="The SLA policy document: departments, categories and every policy",
+    description="What `PUT /v1/admin/policies` takes back unchanged. Every field is explained "
+    "in docs/POLICIES.md.",
+    responses=errors(401, 403),
+)
+async def read_policies(_: Admin, session: Reader) -> PolicyDocument:
+    return await policies.current(session)
+
+
+@router.put(
+    "/policies",
+    dependencies=[limit("admin")],
+    summary="Replace the SLA policies (departments and categories are added or updated)",
+    description="Validated as a whole: every problem is listed in a 422 `invalid_policies` "
+    "answer (`problems`, each with `at`, a path into the document, and `message`) and nothing "
+    "changes. Every category, listed or already stored, needs a policy at priority 0. Clocks "
+    "already running keep their due times; new clocks follow the new policies.",
+    responses=errors(400, 401, 403, 413, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/PolicyDocument"}}
+            },
+        }
+    },
+)
+async def replace_policies(
+    request: Request, runtime: RuntimeDep, _: Admin, session: UnitOfWork
+) -> PolicyDocument:
+    raw = await read_limited(request, MAX_POLICY_BYTES)
+    doc = await policies.validated(session, _load(raw))
+    await policies.apply(session, doc)
+    return await policies.current(session)

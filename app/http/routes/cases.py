@@ -1,4 +1,5 @@
-"""Operations centre: list and inspect cases, stop and restart their SLA clocks."""
+"""Operations centre: list and inspect cases, stop and restart their SLA clocks; inspectors'
+verdicts (核查)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from app.core.errors import CaseNotFound
-from app.core.models import Case
+from app.core.auth import Role
+from app.core.errors import CaseNotFound, Forbidden
+from app.core.models import Case, Worker
 from app.http import views
 from app.http.bodies import read_json
-from app.http.deps import Operator, Reader, RuntimeDep, UnitOfWork, limit
+from app.http.deps import Inspector, Operator, Reader, RuntimeDep, UnitOfWork, limit
 from app.http.docs import errors
-from app.http.schemas import CasePage, CaseRead, PauseBody
-from dispatch import pauses
+from app.http.schemas import CasePage, CaseRead, PauseBody, VerificationRead, VerifyBody
+from dispatch import cases, pauses
 from dispatch.states import PauseKind
+from geo import to_wgs84
 
 router = APIRouter(prefix="/v1/cases", tags=["operations"])
 
@@ -23,7 +26,8 @@ router = APIRouter(prefix="/v1/cases", tags=["operations"])
     "",
     dependencies=[limit("reads")],
     summary="Cases, newest first (operator token)",
-    description="`overdue=true`: open cases with an on-site or close deadline already passed.",
+    description="`overdue=true`: open cases with an on-site, close or verify deadline already "
+    "passed. `department=roads`: the roads department's queue.",
     responses=errors(401, 403),
 )
 async def list_cases(
@@ -36,6 +40,9 @@ async def list_cases(
         Query(max_length=20, description="Unit grid code or a prefix (street, community)"),
     ] = None,
     category: Annotated[str | None, Query(max_length=64)] = None,
+    department: Annotated[
+        str | None, Query(max_length=64, description="a department's queue")
+    ] = None,
     overdue: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
@@ -46,6 +53,7 @@ async def list_cases(
         status=status,
         grid=grid,
         category=category,
+        department=department,
         overdue=overdue,
         limit=limit,
         offset=offset,
@@ -106,3 +114,47 @@ async def resume_clocks(
 ) -> CaseRead:
     case = await pauses.resume(session, runtime.ctx, case_id, actor=who.actor)
     return await views.case_view(session, runtime.ctx, case)
+
+
+async def verify_body(request: Request, _: Inspector) -> VerifyBody:
+    return await read_json(request, VerifyBody)
+
+
+@router.post(
+    "/{case_id}/verify",
+    dependencies=[limit("worker_actions")],
+    summary="核查: an inspector's verdict on a resolved case (passed, or rework 返工)",
+    description="For cases whose policy requires verification (status `verifying`). An "
+    "inspector is a worker with the `inspect` skill who did not do the work, on site (within "
+    "the arrival radius: send `location`); operators may record a verdict too. Passed: the "
+    "case is resolved (the resident rates it, or it closes). Not passed: the case reopens with "
+    "fresh on-site and close clocks and is offered first to the worker who did the work.",
+    responses=errors(400, 401, 403, 404, 409, 413, 415, 422),
+)
+async def verify_case(
+    case_id: str,
+    who: Inspector,
+    body: Annotated[VerifyBody, Depends(verify_body)],
+    session: UnitOfWork,
+    runtime: RuntimeDep,
+) -> VerificationRead:
+    inspector = None
+    if who.role is Role.WORKER:
+        inspector = await session.get(Worker, who.subject)
+        if inspector is None:
+            raise Forbidden(f"no worker has the id {who.subject!r}")
+    lon = lat = None
+    if body.location is not None:
+        lon, lat = to_wgs84(body.location.lon, body.location.lat, body.location.crs)
+    case = await cases.verify(
+        session,
+        runtime.ctx,
+        case_id,
+        actor=who.actor,
+        inspector=inspector,
+        passed=body.passed,
+        note=body.note,
+        lon=lon,
+        lat=lat,
+    )
+    return VerificationRead(case_id=case.id, passed=body.passed, case_status=case.status)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated
+from collections import OrderedDict
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
 from app.core.auth import Role
 from app.core.errors import AppError
 from app.core.feed import FeedFilter, SubscriberTooSlow
+from app.core.models import Case
 from app.http import views
 from app.http.deps import principal_from_token
 from app.runtime import Runtime
@@ -19,6 +21,39 @@ router = APIRouter(tags=["operations"])
 
 POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
+
+
+class SlaSnapshots:
+    """The SLA state sent with each feed event, read once per event whatever the number of
+    screens watching (the newest events are kept)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._by_cursor: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
+
+    async def get(
+        self, runtime: Runtime, case_id: str | None, cursor: int | None
+    ) -> list[dict[str, Any]]:
+        if case_id is None:
+            return []
+        if cursor is not None and cursor in self._by_cursor:
+            return self._by_cursor[cursor]
+        async with runtime.db.reader() as session:
+            case = await session.get(Case, case_id)
+            state = [] if case is None else await views.sla_state(session, runtime.ctx, case)
+        value = [c.model_dump(mode="json") for c in state]
+        if cursor is not None:
+            self._by_cursor[cursor] = value
+            while len(self._by_cursor) > self._size:
+                self._by_cursor.popitem(last=False)
+        return value
+
+
+def _snapshots(state: Any) -> SlaSnapshots:
+    if not hasattr(state, "sla_snapshots"):
+        state.sla_snapshots = SlaSnapshots()
+    snapshots: SlaSnapshots = state.sla_snapshots
+    return snapshots
 
 
 def _split(value: str | None) -> frozenset[str] | None:
@@ -36,7 +71,9 @@ async def feed(
     category: Annotated[str | None, Query(max_length=1000)] = None,
     since: Annotated[int | None, Query(ge=0)] = None,
 ) -> None:
-    """Every case event as JSON `{cursor, type, case_id, grid, category, occurred_at, data}`.
+    """Every case event as JSON `{cursor, type, case_id, grid, category, occurred_at, data,
+    sla}`; `sla` is the case's clocks as `GET /v1/cases/{id}` shows them, read when the event
+    is sent (goal, elapsed, remaining, paused, breached, due_at per clock).
 
     Operators and admins only (`token` query parameter). Filters: `grid` (comma-separated unit
     grid codes), `street` (street code), `category` (comma-separated). `since=<cursor>` replays
@@ -54,6 +91,7 @@ async def feed(
         return
     await websocket.accept()
     flt = FeedFilter(grids=_split(grid), street=street or None, categories=_split(category))
+    snapshots = _snapshots(websocket.app.state)
 
     async def pump() -> None:
         async for env in runtime.hub.stream(flt, since, heartbeat_s=20):
@@ -71,6 +109,7 @@ async def feed(
                     "occurred_at": env.occurred_at.isoformat(),
                     "actor": views.public_actor(env.actor),
                     "data": env.data,
+                    "sla": await snapshots.get(runtime, env.case_id, env.cursor),
                 }
             )
 

@@ -7,11 +7,19 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import Forbidden
 from app.core.models import Worker
+from app.http import views
 from app.http.bodies import read_json
 from app.http.deps import CurrentWorker, Reader, RuntimeDep, UnitOfWork, limit
 from app.http.docs import errors
-from app.http.schemas import WorkerLocation, WorkerStatusRead, WorkerStatusUpdate
+from app.http.schemas import (
+    PendingVerification,
+    WorkerLocation,
+    WorkerStatusRead,
+    WorkerStatusUpdate,
+)
+from dispatch.cases import INSPECT
 from dispatch.workers import StatusUpdate, open_tasks, set_status
 from geo import to_wgs84
 
@@ -69,3 +77,17 @@ async def update_status(
         lon, lat = to_wgs84(body.location.lon, body.location.lat, body.location.crs)
     update = StatusUpdate(on_duty=body.on_duty, lon=lon, lat=lat, device_time=body.device_time)
     return await _view(session, await set_status(session, runtime.ctx, worker.id, update))
+
+
+@router.get(
+    "/me/verifications",
+    dependencies=[limit("reads")],
+    summary="Inspectors: cases waiting for verification (核查), nearest first",
+    description="Only for workers with the `inspect` skill; never lists the inspector's own "
+    "work. Verify with `POST /v1/cases/{case_id}/verify`.",
+    responses=errors(401, 403),
+)
+async def my_verifications(worker: CurrentWorker, session: Reader) -> list[PendingVerification]:
+    if INSPECT not in (worker.skills or ()):
+        raise Forbidden("only inspectors (workers with the inspect skill) verify cases")
+    return await views.pending_verifications(session, worker)

@@ -1,0 +1,70 @@
+"""The centre's figures: `GET /v1/stats`, as JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from pydantic import AwareDatetime
+
+from app.core import stats
+from app.core.errors import ValidationFailed
+from app.http.deps import Operator, Reader, RuntimeDep, limit
+from app.http.docs import errors
+from app.http.schemas import StatsFigures, StatsRead
+
+router = APIRouter(prefix="/v1", tags=["operations"])
+MAX_SPAN = timedelta(days=366)
+
+
+@router.get(
+    "/stats",
+    dependencies=[limit("reads")],
+    response_model=StatsRead,
+    summary="On-time closure, right-first-time dispatch, rework, satisfaction and times",
+    description="Over the cases opened in [`from`, `to`) (default: the last 30 days), in total "
+    "and grouped `by` grid, street, department or category. `format=csv` gives one row per "
+    "group and a last row for the total. Every figure is defined in docs/STATS.md.",
+    responses={
+        **errors(401, 403, 422),
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+    },
+)
+async def read_stats(
+    _: Operator,
+    session: Reader,
+    runtime: RuntimeDep,
+    by: stats.GroupBy | None = None,
+    start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    end: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    format: Literal["json", "csv"] = "json",
+) -> StatsRead | Response:
+    end = end or runtime.clock.now()
+    start = start or end - timedelta(days=30)
+    if not start < end or end - start > MAX_SPAN:
+        raise ValidationFailed("`from` must be before `to`, at most 366 days apart")
+    groups, total = await stats.compute(
+        session, start=start, end=end, by=by, index=runtime.grids.index
+    )
+    if format == "csv":
+        return Response(_csv(groups, total), media_type="text/csv; charset=utf-8")
+    return StatsRead(
+        start=start,
+        end=end,
+        by=by,
+        groups=[StatsFigures.model_validate(g) for g in groups],
+        total=StatsFigures.model_validate(total),
+    )
+
+
+def _csv(groups: list[dict[str, object]], total: dict[str, object]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=stats.FIGURES, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(groups)
+    writer.writerow(total | {"key": "(total)"})
+    return out.getvalue()
