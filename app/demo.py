@@ -2,8 +2,13 @@
 
 Residents report problems (some with a photo), two cameras raise repeated alerts (which merge
 into one case each), workers accept, walk over, arrive and resolve, and residents rate the
-result; one resident is not satisfied, so that case is reopened and worked again. Every case
-event is printed from the operations feed as it happens. Tokens are minted with the server's
+result; one resident is not satisfied, so that case is reopened and worked again. Road repairs
+go to the roads department's crews and are checked on site by an inspector (核查), who sends
+the first one back as rework (返工). One SLA drill (the demo city's `sla_drill` category, with
+clocks of seconds) shows the rest: its first worker accepts and never arrives, so the case warns,
+breaches, calls the grid leader, is re-offered, breaches its close clock, calls the street office
+and is raised in priority before the second worker resolves it. Every case event is printed from
+the operations feed as it happens. Tokens are minted with the server's
 signing secret and the demo sensors' keys are read from the data directory, so run it from the
 directory the server runs in (or with the same GRIDFLOW_DATA_DIR).
 """
@@ -15,8 +20,8 @@ import io
 import json
 import random
 import sys
-import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +31,9 @@ import websockets
 from app.core.auth import Role, issue_token
 from app.core.devices import sign
 from app.core.settings import Settings
-from geo.demo_city import EAST, NORTH, SOUTH, WEST
+from geo.demo_city import EAST, NORTH, SOUTH, WEST, demo_grids, demo_workers
+
+DRILL = "sla_drill"
 
 CATEGORIES = [
     "garbage_overflow",
@@ -56,7 +63,15 @@ def _photo() -> bytes:
 
 
 class Demo:
-    def __init__(self, settings: Settings, base_url: str, cases: int, timeout_s: float) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        base_url: str,
+        cases: int,
+        timeout_s: float,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.clock = clock  # the server's time, for sensors' signatures and observations
         self.settings = settings
         self.base_url = base_url.rstrip("/")
         self.n_cases = cases
@@ -70,6 +85,14 @@ class Demo:
         self.closed: set[str] = set()
         self.tasks_handled: set[str] = set()
         self.unhappy_once = False
+        self.rework_once = False
+        self.drill = False  # whether the server has the demo city's drill category
+        self.drill_cases: set[str] = set()
+        self.drill_offered: set[str] = set()  # drill cases whose first offer was handled
+        self.close_breached: set[str] = set()
+        self.where: dict[str, dict[str, float]] = {}  # case id -> its location
+        inspectors = [w.id for w in demo_workers(demo_grids()) if "inspect" in w.skills]
+        self.inspector = inspectors[0]
         self.agents: set[asyncio.Task[None]] = set()
         self.start = datetime.now(UTC)
         self.progress = asyncio.Event()
@@ -112,6 +135,12 @@ class Demo:
         )
         async with websockets.connect(ws_url) as ws:
             watcher = asyncio.create_task(self.watch(ws))
+            categories = (await self.http.get("/v1/categories")).json()
+            self.drill = any(c["code"] == DRILL for c in categories)
+            if self.drill:
+                await self.send_drill()
+            else:
+                self.say("no sla_drill category (not the demo city): no escalations shown")
             await self.send_reports()
             await self.send_alerts()
             try:
@@ -135,7 +164,26 @@ class Demo:
 
     @property
     def expected_cases(self) -> int:
-        return self.n_cases + 2  # two cameras, each one merged case
+        return self.n_cases + 2 + self.drill  # two cameras, each one merged case; the drill
+
+    async def send_drill(self) -> None:
+        resident = f"resident-{uuid.uuid4().hex[:6]}"
+        body = {
+            "category": DRILL,
+            "description": "超时演练：网格员迟迟未到场",
+            "location": {"lat": (SOUTH + NORTH) / 2, "lon": (WEST + EAST) / 2},
+        }
+        r = await self.http.post(
+            "/v1/reports", json=body, headers=self.bearer(Role.RESIDENT, resident)
+        )
+        if r.status_code != 201:
+            self.say(f"drill report refused: {r.status_code} {r.text}")
+            self.drill = False
+            return
+        data = r.json()
+        self.report_owner[data["id"]] = resident
+        self.our_reports.add(data["id"])
+        self.say(f"resident {resident} reported an SLA drill in {data['grid']['name']}")
 
     async def send_reports(self) -> None:
         for i in range(self.n_cases):
@@ -178,11 +226,11 @@ class Demo:
                     "external_id": f"{device_id}-{uuid.uuid4().hex[:8]}",
                     "category": dev["category"],
                     "confidence": 0.9,
-                    "observed_at": datetime.now(UTC).isoformat(),
+                    "observed_at": self.clock().isoformat(),
                     "location": {"lat": dev["lat"], "lon": dev["lon"]},
                 }
                 raw = json.dumps(body).encode()
-                stamp = str(int(time.time()))
+                stamp = str(int(self.clock().timestamp()))
                 signature = sign(dev["secret"], stamp, "POST", "/v1/alerts", raw)
                 headers = {
                     "Content-Type": "application/json",
@@ -207,6 +255,10 @@ class Demo:
             kind = ev["type"]
             if kind in ("CaseOpened", "ReportMerged") and data.get("report_id") in self.our_reports:
                 self.our_cases.add(case_id)
+                if kind == "CaseOpened":
+                    self.where[case_id] = {"lat": data["lat"], "lon": data["lon"]}
+                    if data.get("category") == DRILL:
+                        self.drill_cases.add(case_id)
                 if data["report_id"] in self.report_owner:
                     self.case_reports.setdefault(case_id, []).append(data["report_id"])
             if case_id not in self.our_cases:
@@ -214,13 +266,35 @@ class Demo:
             extra = ""
             if kind == "TaskOffered":
                 extra = f"→ {data['worker_name']} ({data['worker_id']})"
-                self.spawn(self.work(data["worker_id"], data["task_id"]))
+                self.spawn(self.work(case_id, data["worker_id"], data["task_id"]))
+            elif kind == "SlaWarning":
+                extra = f"{data['clock']} clock at {data['percent']} %, due {data['due_at']}"
             elif kind == "SlaBreached":
                 extra = f"{data['clock']} clock, escalation level {data['escalation_level']}"
+                if data["clock"] == "close":
+                    self.close_breached.add(case_id)
+            elif kind == "CaseEscalated":
+                extra = f"{data['action']}"
+                if data.get("to"):
+                    extra += f" → {data['to']}"
+                if data.get("from_worker_id"):
+                    extra += f": taken from {data['from_worker_id']}"
+                if data["action"] == "raise_priority":
+                    extra += f" {data['priority_from']} → {data['priority']}"
+                if data.get("reason") == "refusals":
+                    extra += f" after {data['refusals']} refusals"
             elif kind == "CaseResolved":
                 extra = f"“{data.get('note', '')}”"
-                for report_id in self.case_reports.get(case_id, []):
-                    self.spawn(self.rate(report_id))
+                if "verify_due_at" in data:
+                    extra += " — waiting for the inspector (核查)"
+                    self.spawn(self.inspect(case_id))
+                else:
+                    self.rate_all(case_id)
+            elif kind == "VerificationPassed":
+                extra = f"“{data.get('note', '')}”"
+                self.rate_all(case_id)
+            elif kind == "CaseReworked":
+                extra = f"返工: “{data.get('note', '')}”"
             elif kind == "CaseClosed":
                 extra = data.get("reason", "")
                 self.closed.add(case_id)
@@ -234,15 +308,24 @@ class Demo:
         self.agents.add(task)
         task.add_done_callback(self.agents.discard)
 
-    async def work(self, worker_id: str, task_id: str) -> None:
+    def rate_all(self, case_id: str) -> None:
+        for report_id in self.case_reports.get(case_id, []):
+            self.spawn(self.rate(report_id))
+
+    async def work(self, case_id: str, worker_id: str, task_id: str) -> None:
         if task_id in self.tasks_handled:
             return
+        first_drill_offer = case_id in self.drill_cases and case_id not in self.drill_offered
+        self.drill_offered.add(case_id)
         self.tasks_handled.add(task_id)
         headers = self.bearer(Role.WORKER, worker_id)
         await asyncio.sleep(random.uniform(0.2, 0.8))
         r = await self.http.post(f"/v1/tasks/{task_id}/accept", headers=headers)
         if r.status_code != 200:
             self.say(f"worker {worker_id} could not accept: {r.status_code} {r.text}")
+            return
+        if first_drill_offer:
+            self.say(f"worker {worker_id} accepted the drill and is held up: never arrives")
             return
         loc = r.json()["location"]
         await asyncio.sleep(random.uniform(0.3, 1.0))  # walking over
@@ -255,11 +338,35 @@ class Demo:
             self.say(f"worker {worker_id} could not arrive: {r.status_code} {r.text}")
             return
         await asyncio.sleep(random.uniform(0.3, 1.0))  # doing the work
+        if case_id in self.drill_cases:
+            # The drill's second worker finishes only after the close clock has run out.
+            for _ in range(900):
+                if case_id in self.close_breached:
+                    break
+                await asyncio.sleep(0.1)
         r = await self.http.post(
             f"/v1/tasks/{task_id}/resolve", headers=headers, json={"note": "已处理完毕 / handled"}
         )
         if r.status_code != 200:
             self.say(f"worker {worker_id} could not resolve: {r.status_code} {r.text}")
+
+    async def inspect(self, case_id: str) -> None:
+        """The inspector walks over and checks the repair; the first one is sent back."""
+        await asyncio.sleep(random.uniform(0.3, 1.0))
+        passed = self.rework_once
+        self.rework_once = True
+        body = {
+            "passed": passed,
+            "note": "路面已平整 / repair holds" if passed else "补丁已开裂，返工 / redo it",
+            "location": self.where[case_id],
+        }
+        r = await self.http.post(
+            f"/v1/cases/{case_id}/verify",
+            json=body,
+            headers=self.bearer(Role.WORKER, self.inspector),
+        )
+        if r.status_code != 200:
+            self.say(f"inspector {self.inspector} could not verify: {r.status_code} {r.text}")
 
     async def rate(self, report_id: str) -> None:
         await asyncio.sleep(random.uniform(0.2, 0.6))

@@ -34,6 +34,25 @@ class CategorySpec:
     escalation: tuple[Step, ...] = ()
 
 
+# The demo city's drill (演练): clocks short enough for `gridflow demo` to show warnings,
+# breaches and every kind of escalation within two minutes. Seeded with the demo city only.
+DRILL = CategorySpec(
+    "sla_drill",
+    "超时演练",
+    "SLA drill (demo city)",
+    3,
+    30,
+    30,
+    60,
+    "24x7",
+    escalation=(
+        ("on_site", 0, "notify_grid_leader"),
+        ("on_site", 10, "reoffer"),
+        ("close", 0, "notify_street_office"),
+        ("close", 0, "raise_priority"),
+    ),
+)
+
 DEPARTMENTS: tuple[tuple[str, str, str], ...] = (
     ("roads", "道路养护中心 Road maintenance", "道路养护中心值班长"),
 )

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.catalog import CATEGORIES, DEPARTMENTS
+from app.core.catalog import CATEGORIES, DEPARTMENTS, CategorySpec
 from app.core.errors import AppError
 from app.core.models import Category, Department, SlaPolicy
 
@@ -57,9 +57,9 @@ class PolicyDoc(_Strict):
     priority: int = Field(default=0, ge=0, le=5, description="0: any priority")
     calendar: Literal["24x7", "working_hours"]
     accept_s: int = Field(ge=10, le=7 * 86400)
-    on_site_s: int = Field(ge=60, le=90 * 86400)
-    close_s: int = Field(ge=60, le=365 * 86400)
-    verify_s: int | None = Field(default=None, ge=60, le=90 * 86400)
+    on_site_s: int = Field(ge=10, le=90 * 86400)
+    close_s: int = Field(ge=10, le=365 * 86400)
+    verify_s: int | None = Field(default=None, ge=10, le=90 * 86400)
     warn_at: float | None = Field(default=None, gt=0, lt=1)
     max_refusals: int = Field(default=3, ge=1, le=50)
     escalation: list[StepDoc] = Field(default_factory=list, max_length=20)
@@ -309,10 +309,15 @@ async def policy_for(session: AsyncSession, category: str, priority: int) -> Sla
     return exact if exact is not None else await session.get(SlaPolicy, (category, 0))
 
 
-def bundled() -> PolicyDocument:
+def bundled(specs: Iterable[CategorySpec] = CATEGORIES) -> PolicyDocument:
     """The bundled departments, categories and policies (app/core/catalog.py)."""
+    specs = tuple(specs)
     return PolicyDocument(
-        departments=[DepartmentDoc(code=c, name=n, responsible=r) for c, n, r in DEPARTMENTS],
+        departments=[
+            DepartmentDoc(code=c, name=n, responsible=r)
+            for c, n, r in DEPARTMENTS
+            if any(s.department == c for s in specs)
+        ],
         categories=[
             CategoryDoc(
                 code=s.code,
@@ -322,7 +327,7 @@ def bundled() -> PolicyDocument:
                 department=s.department,
                 skill=s.skill,
             )
-            for s in CATEGORIES
+            for s in specs
         ],
         policies=[
             PolicyDoc(
@@ -334,6 +339,6 @@ def bundled() -> PolicyDocument:
                 verify_s=s.verify_s,
                 escalation=[StepDoc(clock=c, after_s=a, action=x) for c, a, x in s.escalation],
             )
-            for s in CATEGORIES
+            for s in specs
         ],
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.catalog import DRILL
 from app.core.devices import add_key
 from app.core.grids import store_grid_set
 from app.core.models import Category, Department, Device, GridSet, Worker
@@ -54,6 +55,7 @@ async def seed_demo_city(
         return False
     grids = demo_grids()
     await store_grid_set(session, grids, source="bundled demo city", now=now)
+    await add_policies(session, bundled([DRILL]))
     for w in demo_workers(grids):
         session.add(
             Worker(

@@ -118,7 +118,7 @@ async def test_the_cli_loads_a_file_and_refuses_a_bad_one(
     assert "policies[" in err and "accept_s" in err
     code, out, err = await gridflow("policies", "load", str(good))
     assert code == 0, err
-    assert "loaded 6 policies" in out
+    assert "loaded 7 policies" in out  # the six bundled and the demo city's drill
     assert policy(await policies(h), "garbage_overflow")["close_s"] == 12 * 3600
     code, out, _ = await gridflow("policies", "dump")
     assert code == 0
