@@ -28,7 +28,8 @@ Code = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # from_attributes: a document part is read from its stored row with model_validate(row)
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
 
 
 class DepartmentDoc(_Strict):
@@ -172,25 +173,14 @@ async def validated(session: AsyncSession, raw: Any) -> PolicyDocument:
     existing = {c.code: c for c in stored}
     # A stored category's department counts when the document does not list the category.
     listed = {c.code for c in doc.categories}
-    carried = [
-        CategoryDoc(
-            code=c.code,
-            name_zh=c.name_zh,
-            name_en=c.name_en,
-            priority=c.priority,
-            department=c.department,
-            skill=c.skill,
-        )
-        for code, c in existing.items()
-        if code not in listed
-    ]
+    carried = [CategoryDoc.model_validate(c) for code, c in existing.items() if code not in listed]
     stored_departments = {d.code: d for d in await session.scalars(select(Department))}
     listed_departments = {d.code for d in doc.departments}
     full = PolicyDocument(
         departments=[
             *doc.departments,
             *(
-                DepartmentDoc(code=d.code, name=d.name, responsible=d.responsible)
+                DepartmentDoc.model_validate(d)
                 for code, d in stored_departments.items()
                 if code not in listed_departments
             ),
@@ -211,19 +201,10 @@ async def apply(session: AsyncSession, doc: PolicyDocument) -> int:
     """Store a checked document: departments and categories upserted, every policy replaced.
     Returns the number of policies stored."""
     for d in doc.departments:
-        await session.merge(Department(code=d.code, name=d.name, responsible=d.responsible))
+        await session.merge(Department(**d.model_dump()))
     await session.flush()
     for c in doc.categories:
-        await session.merge(
-            Category(
-                code=c.code,
-                name_zh=c.name_zh,
-                name_en=c.name_en,
-                priority=c.priority,
-                department=c.department,
-                skill=c.skill,
-            )
-        )
+        await session.merge(Category(**c.model_dump()))
     await session.flush()
     await session.execute(delete(SlaPolicy))
     return await add_policies(session, doc)
@@ -233,32 +214,11 @@ async def add_policies(session: AsyncSession, doc: PolicyDocument) -> int:
     """Store the document's categories (when new) and policies, replacing none."""
     for c in doc.categories:
         if await session.get(Category, c.code) is None:
-            session.add(
-                Category(
-                    code=c.code,
-                    name_zh=c.name_zh,
-                    name_en=c.name_en,
-                    priority=c.priority,
-                    department=c.department,
-                    skill=c.skill,
-                )
-            )
+            session.add(Category(**c.model_dump()))
     await session.flush()
     for p in doc.policies:
-        session.add(
-            SlaPolicy(
-                category_code=p.category,
-                priority=p.priority,
-                calendar=p.calendar,
-                accept_s=p.accept_s,
-                on_site_s=p.on_site_s,
-                close_s=p.close_s,
-                verify_s=p.verify_s,
-                warn_at=p.warn_at,
-                max_refusals=p.max_refusals,
-                escalation=[s.model_dump() for s in p.escalation],
-            )
-        )
+        fields = p.model_dump()
+        session.add(SlaPolicy(category_code=fields.pop("category"), **fields))
     await session.flush()
     return len(doc.policies)
 
@@ -271,32 +231,14 @@ async def current(session: AsyncSession) -> PolicyDocument:
         select(SlaPolicy).order_by(SlaPolicy.category_code, SlaPolicy.priority)
     )
     return PolicyDocument(
-        departments=[
-            DepartmentDoc(code=d.code, name=d.name, responsible=d.responsible) for d in departments
-        ],
-        categories=[
-            CategoryDoc(
-                code=c.code,
-                name_zh=c.name_zh,
-                name_en=c.name_en,
-                priority=c.priority,
-                department=c.department,
-                skill=c.skill,
-            )
-            for c in categories
-        ],
+        departments=[DepartmentDoc.model_validate(d) for d in departments],
+        categories=[CategoryDoc.model_validate(c) for c in categories],
         policies=[
-            PolicyDoc(
-                category=p.category_code,
-                priority=p.priority,
-                calendar=p.calendar,
-                accept_s=p.accept_s,
-                on_site_s=p.on_site_s,
-                close_s=p.close_s,
-                verify_s=p.verify_s,
-                warn_at=p.warn_at,
-                max_refusals=p.max_refusals,
-                escalation=[StepDoc.model_validate(s) for s in p.escalation],
+            PolicyDoc.model_validate(
+                {
+                    **{f: getattr(p, f) for f in PolicyDoc.model_fields if f != "category"},
+                    "category": p.category_code,
+                }
             )
             for p in policies
         ],
@@ -318,17 +260,7 @@ def bundled(specs: Iterable[CategorySpec] = CATEGORIES) -> PolicyDocument:
             for c, n, r in DEPARTMENTS
             if any(s.department == c for s in specs)
         ],
-        categories=[
-            CategoryDoc(
-                code=s.code,
-                name_zh=s.name_zh,
-                name_en=s.name_en,
-                priority=s.priority,
-                department=s.department,
-                skill=s.skill,
-            )
-            for s in specs
-        ],
+        categories=[CategoryDoc.model_validate(s) for s in specs],
         policies=[
             PolicyDoc(
                 category=s.code,

@@ -120,6 +120,12 @@ async def test_verification_passes_then_the_resident_rates(h: Harness) -> None:
         h, case_id, h.auth("worker", crew), passed=True, note="ok", location=point
     )
     assert not_inspector.status_code == 403
+    async with h.runtime.db.transaction() as s:
+        await s.execute(update(Worker).where(Worker.id == crew).values(skills=["inspect"]))
+    own_work = await verify(
+        h, case_id, h.auth("worker", crew), passed=True, note="ok", location=point
+    )
+    assert own_work.status_code == 403 and "own work" in own_work.json()["detail"]
     far = {"lat": point["lat"] + 0.01, "lon": point["lon"]}
     who = h.auth("worker", inspector)
     r = await verify(h, case_id, who, passed=True, note="ok", location=far)
@@ -188,3 +194,19 @@ async def test_a_missed_verify_clock_breaches_and_calls_the_department(h: Harnes
     assert case_id in [c["id"] for c in overdue.json()["items"]]
     r = await verify(h, case_id, h.auth("operator", "ops"), passed=True, note="迟到的核查")
     assert r.status_code == 200 and r.json()["case_status"] == "resolved"
+
+
+async def test_a_department_hands_a_case_back_to_its_queue(h: Harness) -> None:
+    case_id, _, _ = await road_case(h)
+    task = await h.offered_task(case_id)
+    crew = h.auth("worker", task["worker_id"])
+    assert (await h.client.post(f"/v1/tasks/{task['id']}/accept", headers=crew)).status_code == 200
+    r = await h.client.post(
+        f"/v1/tasks/{task['id']}/return", json={"reason": "需要大型机械"}, headers=crew
+    )
+    assert r.status_code == 200
+    second = await h.offered_task(case_id, not_worker=task["worker_id"])
+    async with h.runtime.db.reader() as s:
+        worker = await s.get(Worker, second["worker_id"])
+    assert worker is not None and worker.department == ROADS  # another crew, not a grid worker
+    assert second["worker_id"] != task["worker_id"]

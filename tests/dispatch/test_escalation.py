@@ -4,9 +4,11 @@ called after too many refusals; raising the priority; policies per priority."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from typing import Any
 
+import websockets
 from sqlalchemy import select
 
 from app.core.models import CaseEvent, SlaTimer
@@ -190,3 +192,47 @@ async def test_a_policy_per_priority_and_raising_the_priority(h: Harness) -> Non
     assert case["priority"] == 3
     # Running clocks keep the goals they were armed with.
     assert {c["clock"]: c["goal_s"] for c in case["sla"]}["on_site"] == 300
+
+
+async def test_the_feed_carries_each_cases_sla_state(h: Harness) -> None:
+    (case_id,) = await breached_cases(h, 1)
+    h.clock.advance(5 * 60 + 30)
+    assert await h.sweep() == 3
+    url = h.base_url.replace("http", "ws") + "/v1/feed?since=0&token=" + h.token("operator", "o")
+    async with asyncio.timeout(20), websockets.connect(url) as ws:
+        async for raw in ws:
+            event = json.loads(raw)
+            if event.get("case_id") == case_id and event["type"] == "CaseEscalated":
+                break
+    sla_state = {c["clock"]: c for c in event["sla"]}
+    assert sla_state["on_site"] | {"due_at": None} == {
+        "clock": "on_site",
+        "calendar": "24x7",
+        "goal_s": 300,
+        "due_at": None,
+        "elapsed_s": 330.0,
+        "remaining_s": -30.0,
+        "state": "breached",
+        "paused": False,
+        "breached": True,
+    }
+    assert sla_state["close"]["state"] == "running" and sla_state["close"]["remaining_s"] == 570
+    assert event["sla"] == (await h.case(case_id))["sla"]  # as GET /v1/cases/{id} shows it
+
+
+async def test_expiries_count_as_refusals(h: Harness) -> None:
+    doc = await policies(h)
+    policy(doc, "garbage_overflow")["max_refusals"] = 2
+    assert (await put_policies(h, doc)).status_code == 200
+    _, case_id, _ = await report_in_single_worker_grid(h, "garbage_overflow", n=2)
+    first = await h.offered_task(case_id)
+    r = await h.client.post(
+        f"/v1/tasks/{first['id']}/decline", json={}, headers=h.auth("worker", first["worker_id"])
+    )
+    assert r.status_code == 200
+    await h.offered_task(case_id, not_worker=first["worker_id"])
+    h.clock.advance(policy(doc, "garbage_overflow")["accept_s"] + 1)
+    assert await h.sweep() == 1  # the second offer expires: the second refusal
+    case = await h.case(case_id)
+    assert types(case)[-3:] == ["TaskExpired", "CaseEscalated", "TaskOffered"]
+    assert case["timeline"][-2]["data"]["refusals"] == 2
