@@ -133,9 +133,15 @@ async def test_verification_passes_then_the_resident_rates(h: Harness) -> None:
     r = await verify(h, case_id, who, passed=True, note="ok")
     assert r.status_code == 422
     assert (await h.case(case_id))["status"] == "verifying"
-    r = await verify(h, case_id, who, passed=True, note="路面已平整", location=point)
+    body = {"passed": True, "note": "路面已平整", "location": point}
+    key = {"Idempotency-Key": "verify-1"}
+    r = await h.client.post(f"/v1/cases/{case_id}/verify", json=body, headers=who | key)
     assert r.status_code == 200, r.text
     assert r.json() == {"case_id": case_id, "passed": True, "case_status": "resolved"}
+    # The phone lost the answer and sends it again: the same answer, nothing done twice.
+    retry = await h.client.post(f"/v1/cases/{case_id}/verify", json=body, headers=who | key)
+    assert retry.status_code == 200 and retry.json() == r.json()
+    assert retry.headers["Idempotent-Replayed"] == "true"
     case = await h.case(case_id)
     assert types(case)[-2:] == ["CaseResolved", "VerificationPassed"]
     assert clocks(case)["verify"]["state"] == "met"

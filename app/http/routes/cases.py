@@ -6,14 +6,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 
 from app.core.auth import Role
 from app.core.errors import CaseNotFound, Forbidden
 from app.core.models import Case, Worker
-from app.http import views
+from app.http import idempotency, views
 from app.http.bodies import read_json
 from app.http.deps import Inspector, Operator, Reader, RuntimeDep, UnitOfWork, limit
 from app.http.docs import errors
+from app.http.idempotency import IdempotencyKey, fingerprint
 from app.http.schemas import CasePage, CaseRead, PauseBody, VerificationRead, VerifyBody
 from dispatch import cases, pauses
 from dispatch.states import PauseKind
@@ -123,12 +125,14 @@ async def verify_body(request: Request, _: Inspector) -> VerifyBody:
 @router.post(
     "/{case_id}/verify",
     dependencies=[limit("worker_actions")],
+    response_model=VerificationRead,
     summary="核查: an inspector's verdict on a resolved case (passed, or rework 返工)",
     description="For cases whose policy requires verification (status `verifying`). An "
     "inspector is a worker with the `inspect` skill who did not do the work, on site (within "
     "the arrival radius: send `location`); operators may record a verdict too. Passed: the "
     "case is resolved (the resident rates it, or it closes). Not passed: the case reopens with "
-    "fresh on-site and close clocks and is offered first to the worker who did the work.",
+    "fresh on-site and close clocks and is offered first to the worker who did the work. "
+    "Send an `Idempotency-Key` to retry safely: a retry gets the first answer.",
     responses=errors(400, 401, 403, 404, 409, 413, 415, 422),
 )
 async def verify_case(
@@ -137,7 +141,14 @@ async def verify_case(
     body: Annotated[VerifyBody, Depends(verify_body)],
     session: UnitOfWork,
     runtime: RuntimeDep,
-) -> VerificationRead:
+    idempotency_key: IdempotencyKey = None,
+) -> VerificationRead | JSONResponse:
+    request = fingerprint("verify", case_id, body.model_dump(mode="json"))
+    claim = await idempotency.claim(
+        session, who.actor, idempotency_key, request, runtime.clock.now()
+    )
+    if claim.replay is not None:
+        return claim.replay
     inspector = None
     if who.role is Role.WORKER:
         inspector = await session.get(Worker, who.subject)
@@ -157,4 +168,6 @@ async def verify_case(
         lon=lon,
         lat=lat,
     )
-    return VerificationRead(case_id=case.id, passed=body.passed, case_status=case.status)
+    answer = VerificationRead(case_id=case.id, passed=body.passed, case_status=case.status)
+    claim.complete(200, answer)
+    return answer
