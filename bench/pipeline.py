@@ -172,6 +172,16 @@ async def settle(dsn: str, timeout: float = 600) -> None:
         await conn.close()
 
 
+async def unlimited_capacity(dsn: str) -> None:
+    """Workers never accept the benchmark's offers, so each would fill up at `capacity` open
+    tasks and later reports would wait for nobody: this measures the pipeline, not staffing."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("UPDATE workers SET capacity = 1000000")
+    finally:
+        await conn.close()
+
+
 async def drain(dsn: str, timeout: float = 600) -> float:
     """Seconds until every stored report has its case (and so its first offer)."""
     conn = await asyncpg.connect(dsn)
@@ -325,6 +335,7 @@ async def main() -> int:
         )
         procs.append(api)
         await wait_http("http://127.0.0.1:8302/readyz", timeout=120)
+        await unlimited_capacity(dsn)
         disp = subprocess.Popen(
             [PY, "-m", "app.cli", "dispatcher"],
             cwd=REPO,

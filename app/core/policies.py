@@ -245,10 +245,21 @@ async def current(session: AsyncSession) -> PolicyDocument:
     )
 
 
+_NO_POLICY = "gridflow.no_policy_at"  # session.info: (category, priority) known to have none
+
+
 async def policy_for(session: AsyncSession, category: str, priority: int) -> SlaPolicy | None:
-    """The policy for a case: its category at its priority, else the category's default."""
-    exact = await session.get(SlaPolicy, (category, priority))
-    return exact if exact is not None else await session.get(SlaPolicy, (category, 0))
+    """The policy for a case: its category at its priority, else the category's default.
+
+    Found rows stay in the session's identity map; a priority with no policy of its own is
+    remembered for the session too, so a batch of cases asks the database once per kind."""
+    missing: set[tuple[str, int]] = session.info.setdefault(_NO_POLICY, set())
+    if priority != 0 and (category, priority) not in missing:
+        exact = await session.get(SlaPolicy, (category, priority))
+        if exact is not None:
+            return exact
+        missing.add((category, priority))
+    return await session.get(SlaPolicy, (category, 0))
 
 
 def bundled(specs: Iterable[CategorySpec] = CATEGORIES) -> PolicyDocument:
