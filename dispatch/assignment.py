@@ -104,6 +104,20 @@ async def candidates(
     return []
 
 
+async def _available(session: AsyncSession, worker_id: str, case: Case) -> Worker | None:
+    """`worker_id` if on duty, under capacity and of the case's kind (its department, or a grid
+    worker), whatever tier they are in."""
+    worker = await session.get(Worker, worker_id)
+    if worker is None or not worker.on_duty or worker.department != case.department:
+        return None
+    open_tasks = await session.scalar(
+        select(func.count())
+        .select_from(Task)
+        .where(Task.worker_id == worker_id, Task.status.in_([s.value for s in ACTIVE_TASK]))
+    )
+    return worker if (open_tasks or 0) < worker.capacity else None
+
+
 async def previous_refusers(session: AsyncSession, case_id: str) -> set[str]:
     rows = await session.scalars(
         select(Task.worker_id).where(
@@ -169,7 +183,10 @@ async def offer_case(
                 now=now,
             )
         return None
-    worker = next((w for w in pool if w.id == prefer), pool[0])
+    worker = next((w for w in pool if w.id == prefer), None)
+    if worker is None and prefer is not None:
+        worker = await _available(session, prefer, case)
+    worker = worker or pool[0]
     policy = await policy_for(session, case.category, case.priority)
     accept_s = policy.accept_s if policy else 600
     task = Task(

@@ -9,8 +9,8 @@ from sqlalchemy import select, update
 
 from app.core.models import Worker
 from tests.dispatch.test_assignment import spot
-from tests.dispatch.test_escalation import policies, put_policies
-from tests.dispatch.test_sla import clocks, types
+from tests.dispatch.test_escalation import policies, policy, put_policies
+from tests.dispatch.test_sla import clocks, report_in_single_worker_grid, types
 from tests.harness import Harness
 
 ROADS = "roads"
@@ -216,3 +216,26 @@ async def test_a_department_hands_a_case_back_to_its_queue(h: Harness) -> None:
         worker = await s.get(Worker, second["worker_id"])
     assert worker is not None and worker.department == ROADS  # another crew, not a grid worker
     assert second["worker_id"] != task["worker_id"]
+
+
+async def test_rework_goes_back_to_the_worker_even_from_a_neighbouring_grid(h: Harness) -> None:
+    doc = await policies(h)
+    policy(doc, "garbage_overflow").update(calendar="24x7", verify_s=3600)
+    assert (await put_policies(h, doc)).status_code == 200
+    _, case_id, code = await report_in_single_worker_grid(h, "garbage_overflow", n=2)
+    home = await h.offered_task(case_id)
+    assert home["worker_id"] == f"w-{code}-1"
+    r = await h.client.post(
+        f"/v1/tasks/{home['id']}/decline", json={}, headers=h.auth("worker", home["worker_id"])
+    )
+    assert r.status_code == 200
+    point = (await h.case(case_id))["location"]
+    neighbour = await work(h, case_id, point)
+    assert neighbour != home["worker_id"]
+    inspector = await inspector_near(h, point, not_=neighbour)
+    r = await verify(
+        h, case_id, h.auth("worker", inspector), passed=False, note="没扫干净", location=point
+    )
+    assert r.status_code == 200
+    # The home grid's worker is free and nearer, but the rework goes to whoever did the work.
+    assert (await h.case(case_id))["task"]["worker_id"] == neighbour
