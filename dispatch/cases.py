@@ -24,7 +24,7 @@ from app.core.events import EventType, append_case_event
 from app.core.models import Case, Feedback, Photo, Report, Task, Worker
 from app.core.photos import CheckedPhoto
 from app.core.policies import policy_for
-from dispatch import timers
+from dispatch import pauses, timers
 from dispatch.assignment import offer_case
 from dispatch.context import DispatchContext
 from dispatch.escalation import after_refusal
@@ -216,6 +216,7 @@ async def resolve(
         session, case_id=case.id, now=now, kinds=family(TimerKind.ON_SITE, TimerKind.CLOSE)
     )
     actor = f"worker:{worker_id}"
+    await pauses.end_with_the_work(session, ctx, case, actor=actor, ended_by="resolved")
     policy = await policy_for(session, case.category, case.priority)
     data: dict[str, object] = {
         "task_id": task.id,
@@ -308,6 +309,7 @@ async def verify(
         data["distance_m"] = round(distance, 1)
     now = ctx.clock.now()
     await timers.cancel(session, case_id=case.id, now=now, kinds=family(TimerKind.VERIFY))
+    await pauses.end_with_the_work(session, ctx, case, actor=actor, ended_by="verified")
     if passed:
         case.status = CaseStatus.RESOLVED.value
         await append_case_event(
@@ -337,6 +339,7 @@ async def close_case(
     session: AsyncSession, ctx: DispatchContext, case: Case, *, actor: str, reason: str
 ) -> None:
     now = ctx.clock.now()
+    await pauses.end_with_the_work(session, ctx, case, actor=actor, ended_by="closed")
     case.status = CaseStatus.CLOSED.value
     case.closed_at = now
     await timers.cancel(session, case_id=case.id, now=now, kinds=list(TimerKind))

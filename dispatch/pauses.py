@@ -86,22 +86,40 @@ async def resume(session: AsyncSession, ctx: DispatchContext, case_id: str, *, a
     case = await _load(session, case_id)
     if case.paused_at is None:
         raise InvalidTransition("the case's clocks are running", state=case.status)
+    await _end(session, ctx, case, actor=actor, ended_by=None)
+    return case
+
+
+async def end_with_the_work(
+    session: AsyncSession, ctx: DispatchContext, case: Case, *, actor: str, ended_by: str
+) -> None:
+    """Work done on a case whose clocks are stopped (resolved, verified, closed) ends the pause
+    too: SlaResumed with `ended_by`, and the stopped clocks stay stopped (the caller meets or
+    cancels them)."""
+    if case.paused_at is not None:
+        await _end(session, ctx, case, actor=actor, ended_by=ended_by)
+
+
+async def _end(
+    session: AsyncSession,
+    ctx: DispatchContext,
+    case: Case,
+    *,
+    actor: str,
+    ended_by: str | None,
+) -> None:
+    assert case.paused_at is not None
     now = ctx.clock.now()
     policy = await policy_for(session, case.category, case.priority)
     calendar = ctx.calendar(policy.calendar if policy else "24x7")
-    for timer in await _clocks(session, case, TimerState.PAUSED):
-        timer.due_at = calendar.add(now, timer.paused_remaining_s or 0.0)
-        timer.state = TimerState.ARMED.value
-        timer.paused_remaining_s = None
+    if ended_by is None:
+        for timer in await _clocks(session, case, TimerState.PAUSED):
+            timer.due_at = calendar.add(now, timer.paused_remaining_s or 0.0)
+            timer.state = TimerState.ARMED.value
+            timer.paused_remaining_s = None
     paused_s = calendar.elapsed(case.paused_at, now)
-    kind = case.pause_kind
+    data: dict[str, object] = {"kind": case.pause_kind, "paused_s": round(paused_s, 3)}
+    if ended_by is not None:
+        data["ended_by"] = ended_by
     case.paused_at, case.pause_kind = None, None
-    await append_case_event(
-        session,
-        case,
-        EventType.SLA_RESUMED,
-        actor=actor,
-        now=now,
-        data={"kind": kind, "paused_s": round(paused_s, 3)},
-    )
-    return case
+    await append_case_event(session, case, EventType.SLA_RESUMED, actor=actor, now=now, data=data)

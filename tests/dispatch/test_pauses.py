@@ -81,3 +81,35 @@ async def test_impossible_pauses_are_refused(h: Harness) -> None:
     assert (await act(h, case_id, "pause", kind="extension", reason="")).status_code == 422
     missing = await act(h, "no-such-case", "resume")
     assert missing.status_code == 404
+
+
+async def test_resolving_a_paused_case_ends_the_pause(h: Harness) -> None:
+    report, case_id, _ = await report_in_single_worker_grid(h, "garbage_overflow")
+    task = await h.offered_task(case_id)
+    worker = h.auth("worker", task["worker_id"])
+    location = (await h.client.post(f"/v1/tasks/{task['id']}/accept", headers=worker)).json()
+    assert (
+        await act(h, case_id, "pause", kind="waiting_for_resident", reason="等开门")
+    ).status_code == 200
+    h.clock.advance(120)
+    await h.client.post(
+        f"/v1/tasks/{task['id']}/arrive", json={"location": location["location"]}, headers=worker
+    )
+    r = await h.client.post(f"/v1/tasks/{task['id']}/resolve", json={"note": "ok"}, headers=worker)
+    assert r.status_code == 200
+    case = await h.case(case_id)
+    assert types(case)[-3:] == ["WorkerArrived", "SlaResumed", "CaseResolved"]
+    assert case["timeline"][-2]["data"] == {
+        "kind": "waiting_for_resident",
+        "paused_s": 120.0,
+        "ended_by": "resolved",
+    }
+    assert all(c["state"] == "met" for c in case["sla"])
+    # Reopened, its fresh clocks run and can be stopped again.
+    r = await h.client.post(
+        f"/v1/reports/{report['id']}/feedback",
+        json={"satisfied": False, "score": 1},
+        headers=h.auth("resident", "erin"),
+    )
+    assert r.status_code == 200
+    assert (await act(h, case_id, "pause", kind="extension", reason="再约")).status_code == 200
