@@ -25,6 +25,7 @@ from app.core.policies import policy_for
 from dispatch import timers
 from dispatch.context import DispatchContext
 from dispatch.states import ACTIVE_TASK, CaseStatus, TaskStatus, TimerKind, TimerState
+from dispatch.workers import open_tasks
 from geo import haversine_m
 
 DISTANCE_STEP_M = 100.0  # distances within the same 100 m rank as equal
@@ -110,12 +111,7 @@ async def _available(session: AsyncSession, worker_id: str, case: Case) -> Worke
     worker = await session.get(Worker, worker_id)
     if worker is None or not worker.on_duty or worker.department != case.department:
         return None
-    open_tasks = await session.scalar(
-        select(func.count())
-        .select_from(Task)
-        .where(Task.worker_id == worker_id, Task.status.in_([s.value for s in ACTIVE_TASK]))
-    )
-    return worker if (open_tasks or 0) < worker.capacity else None
+    return worker if await open_tasks(session, worker_id) < worker.capacity else None
 
 
 async def previous_refusers(session: AsyncSession, case_id: str) -> set[str]:

@@ -1,4 +1,8 @@
-"""Workers' own status: on duty or not, and where they are.
+"""Workers' profiles (set by admins) and their own status: on duty or not, and where they are.
+
+A profile says where a worker belongs (a unit grid, or a department's queue), what they can do
+(`skills`: the categories' skills rank them first; `inspect` makes an inspector) and how many
+open tasks they can hold (`capacity`).
 
 A worker's phone reports its status; the server keeps the location with two times, the one
 the phone claims (`device_time`) and the one it was received (the server's clock), since phone
@@ -14,9 +18,48 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.models import Task, Worker
+from app.core.errors import ValidationFailed
+from app.core.models import Department, Task, Worker
 from dispatch.context import DispatchContext
 from dispatch.states import ACTIVE_TASK
+from geo import GridLevel
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    grid_code: str  # a unit grid: where a grid worker works, where a department's worker is based
+    department: str | None
+    skills: tuple[str, ...]
+    capacity: int
+
+
+async def save_profile(
+    session: AsyncSession, ctx: DispatchContext, worker_id: str, profile: Profile
+) -> tuple[Worker, bool]:
+    """Create or update a worker's profile; True when created. A new worker is off duty until
+    their phone says otherwise. Refused (ValidationFailed) for a grid that is not a unit grid of
+    the live set, or an unknown department."""
+    index = ctx.grids.index
+    grid = index.get(profile.grid_code) if index is not None else None
+    if grid is None or grid.level is not GridLevel.UNIT:
+        raise ValidationFailed(
+            f"{profile.grid_code} is not a unit grid of the live grid set", field="grid"
+        )
+    if profile.department is not None and await session.get(Department, profile.department) is None:
+        raise ValidationFailed(f"no department {profile.department}", field="department")
+    worker = await session.get(Worker, worker_id, with_for_update=True)
+    created = worker is None
+    if worker is None:
+        worker = Worker(id=worker_id, on_duty=False, created_at=ctx.clock.now())
+        session.add(worker)
+    worker.name = profile.name
+    worker.grid_code = profile.grid_code
+    worker.department = profile.department
+    worker.skills = sorted(set(profile.skills))
+    worker.capacity = profile.capacity
+    await session.flush()
+    return worker, created
 
 
 @dataclass(frozen=True)

@@ -375,3 +375,32 @@ class StatsRead(BaseModel):
     by: str | None
     groups: list[StatsFigures]
     total: StatsFigures
+
+
+class WorkerProfileBody(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    grid: str = Field(
+        min_length=1,
+        max_length=20,
+        description="a unit grid: where a grid worker works, or where a department's is based",
+    )
+    department: str | None = Field(
+        default=None, max_length=64, description="set: the worker takes that department's queue"
+    )
+    skills: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]] = Field(
+        default_factory=list,
+        max_length=20,
+        description="matched against categories' skills; `inspect` makes an inspector (核查)",
+    )
+    capacity: int = Field(default=3, ge=1, le=50, description="open tasks held at most")
+
+
+class WorkerProfileRead(BaseModel):
+    id: str
+    name: str
+    grid: str
+    department: str | None
+    skills: list[str]
+    capacity: int
+    on_duty: bool
+    open_tasks: int

@@ -72,6 +72,8 @@ MATRIX: dict[tuple[str, str], dict[str, set[int]]] = {
     ("GET", "/v1/stats"): OPS,
     ("GET", "/v1/admin/policies"): row(admin=OK_READ),
     ("PUT", "/v1/admin/policies"): row(admin={422}),  # no policy for any category: refused
+    ("GET", "/v1/admin/workers"): row(admin=OK_READ),
+    ("PUT", "/v1/admin/workers/{worker_id}"): row(admin=OK_READ),
     ("GET", "/v1/photos/{photo_id}"): row(
         owner=OK_READ, worker=OK_READ, operator=OK_READ, admin=OK_READ
     ),
@@ -133,13 +135,18 @@ BODIES: dict[str, Any] = {
     "/v1/cases/{case_id}/pause": {"kind": "waiting_for_resident", "reason": "等居民开门"},
     "/v1/cases/{case_id}/verify": {"passed": True, "note": "已修复", "location": CITY_POINT},
     "/v1/admin/policies": {"policies": []},
+    "/v1/admin/workers/{worker_id}": {"name": "新网格员", "grid": "33010600100101"},
 }
 PARAMS: dict[str, dict[str, Any]] = {"/v1/grids/locate": CITY_POINT}
 
 
 async def call(h: Harness, w: World, caller: str, method: str, template: str) -> int:
     path = template.format(
-        report_id=w.report_id, case_id=w.case_id, task_id=w.task_id, photo_id=w.photo_id
+        report_id=w.report_id,
+        case_id=w.case_id,
+        task_id=w.task_id,
+        photo_id=w.photo_id,
+        worker_id="w-new-1",
     )
     if method == "WS":
         tokens = {

@@ -1,4 +1,4 @@
-"""Administration: replacing the grid set; reading and replacing the SLA policies."""
+"""Administration: replacing the grid set; the SLA policies; workers' profiles."""
 
 from __future__ import annotations
 
@@ -6,16 +6,20 @@ import asyncio
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import policies
 from app.core.errors import AppError
 from app.core.grids import import_grid_set, import_rules
+from app.core.models import Worker
 from app.core.policies import PolicyDocument
-from app.http.bodies import read_limited
+from app.http.bodies import read_json, read_limited
 from app.http.deps import Admin, Reader, RuntimeDep, UnitOfWork, limit
 from app.http.docs import errors
-from app.http.schemas import GridSetImported
+from app.http.schemas import GridSetImported, WorkerProfileBody, WorkerProfileRead
+from dispatch.workers import Profile, open_tasks, save_profile
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -119,3 +123,77 @@ async def replace_policies(
     doc = await policies.validated(session, _load(raw))
     await policies.apply(session, doc)
     return await policies.current(session)
+
+
+WorkerId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+
+
+async def profile_body(request: Request, _: Admin) -> WorkerProfileBody:
+    return await read_json(request, WorkerProfileBody)
+
+
+async def _profile(session: AsyncSession, worker: Worker) -> WorkerProfileRead:
+    return WorkerProfileRead(
+        id=worker.id,
+        name=worker.name,
+        grid=worker.grid_code,
+        department=worker.department,
+        skills=list(worker.skills or []),
+        capacity=worker.capacity,
+        on_duty=worker.on_duty,
+        open_tasks=await open_tasks(session, worker.id),
+    )
+
+
+@router.get(
+    "/workers",
+    dependencies=[limit("admin")],
+    summary="Workers' profiles: grid, department, skills, capacity",
+    responses=errors(401, 403),
+)
+async def list_workers(
+    _: Admin,
+    session: Reader,
+    grid: Annotated[str | None, Query(max_length=20, description="a grid code or prefix")] = None,
+    department: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[WorkerProfileRead]:
+    stmt = select(Worker)
+    if grid:
+        stmt = stmt.where(Worker.grid_code.startswith(grid, autoescape=True))
+    if department:
+        stmt = stmt.where(Worker.department == department)
+    rows = await session.scalars(stmt.order_by(Worker.id).limit(limit).offset(offset))
+    return [await _profile(session, w) for w in rows]
+
+
+@router.put(
+    "/workers/{worker_id}",
+    dependencies=[limit("admin")],
+    summary="Create or update a worker's profile (a new worker is off duty until they report)",
+    description="`grid` must be a unit grid of the live set and `department` a known department "
+    "(422 `validation_error` with `field` otherwise). Skills rank workers for categories that "
+    "name them; `inspect` makes the worker an inspector (核查). See docs/POLICIES.md.",
+    responses=errors(400, 401, 403, 413, 415, 422),
+)
+async def save_worker(
+    worker_id: WorkerId,
+    _: Admin,
+    body: Annotated[WorkerProfileBody, Depends(profile_body)],
+    session: UnitOfWork,
+    runtime: RuntimeDep,
+) -> WorkerProfileRead:
+    worker, _created = await save_profile(
+        session,
+        runtime.ctx,
+        worker_id,
+        Profile(
+            name=body.name,
+            grid_code=body.grid,
+            department=body.department,
+            skills=tuple(body.skills),
+            capacity=body.capacity,
+        ),
+    )
+    return await _profile(session, worker)
