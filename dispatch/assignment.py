@@ -31,11 +31,27 @@ from geo import haversine_m
 DISTANCE_STEP_M = 100.0  # distances within the same 100 m rank as equal
 
 
-def _tiers(ctx: DispatchContext, case: Case) -> tuple[str, list[str]]:
-    """The case's grid in the live set, and the grids that touch it (nearest first)."""
+def _tiers(ctx: DispatchContext, case: Case) -> tuple[list[ColumnElement[bool]], dict[str, int]]:
+    """Where to look, in order, and each grid's nearness to the case (0: its own grid).
+
+    A department's case: that department's workers. Otherwise grid workers of the case's grid
+    in the live set, then of the grids that touch it (nearest first), then of its street."""
+    if case.department is not None:
+        return [Worker.department == case.department], {}
     home, _ = ctx.place(case.grid_code, case.grid_set_version, case.lon, case.lat)
     index = ctx.grids.index
-    return home, list(index.neighbours(home)) if index is not None else []
+    near = list(index.neighbours(home)) if index is not None else []
+    grid_worker = Worker.department.is_(None)
+    tiers: list[ColumnElement[bool]] = [grid_worker & (Worker.grid_code == home)]
+    if near:
+        tiers.append(grid_worker & Worker.grid_code.in_(near))
+    if len(home) >= 9:
+        tiers.append(
+            grid_worker
+            & Worker.grid_code.startswith(home[:9])
+            & Worker.grid_code.not_in([home, *near])
+        )
+    return tiers, {code: i for i, code in enumerate([home, *near])}
 
 
 async def candidates(
@@ -51,7 +67,7 @@ async def candidates(
     """
     category = await session.get(Category, case.category)
     skill = category.skill if category is not None else None
-    home, near = _tiers(ctx, case)
+    tiers, order = _tiers(ctx, case)
     # Counted per candidate through the tasks.worker_id index, never over all tasks.
     load = (
         select(func.count())
@@ -62,20 +78,6 @@ async def candidates(
     )
     now = ctx.clock.now()
     fresh_after = now - timedelta(seconds=ctx.sla.location_fresh_s)
-    street = home[:9] if len(home) >= 9 else None
-    grid_worker = Worker.department.is_(None)
-    tiers: list[ColumnElement[bool]] = [grid_worker & (Worker.grid_code == home)]
-    if near:
-        tiers.append(grid_worker & Worker.grid_code.in_(near))
-    if street:
-        tiers.append(
-            grid_worker
-            & Worker.grid_code.startswith(street)
-            & Worker.grid_code.not_in([home, *near])
-        )
-    if case.department is not None:
-        tiers = [Worker.department == case.department]
-    order = {code: i for i, code in enumerate([home, *near])}
 
     def rank(worker: Worker, open_tasks: int) -> tuple[int, float, float, int, str]:
         fresh = (

@@ -265,7 +265,7 @@ async def verify(
     case_id: str,
     *,
     actor: str,
-    inspector: Worker | None,
+    inspector_id: str | None,
     passed: bool,
     note: str,
     lon: float | None,
@@ -276,6 +276,9 @@ async def verify(
     an operator may record a verdict too. Passed: the case is resolved (feedback, or closed).
     Failed: rework (返工) — the case reopens with fresh on-site and close clocks and is offered
     first to the worker who did the work."""
+    inspector = await session.get(Worker, inspector_id) if inspector_id is not None else None
+    if inspector_id is not None and inspector is None:
+        raise Forbidden(f"no worker has the id {inspector_id!r}")
     if inspector is not None and INSPECT not in (inspector.skills or ()):
         raise Forbidden("only inspectors (workers with the inspect skill) verify cases")
     case = await session.get(Case, case_id, with_for_update=True)

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from app.core.clock import Clock
 from app.core.grids import LiveGrids
+from app.core.models import SlaPolicy
 from app.core.settings import SlaSettings
 from dispatch.calendar import ALWAYS, Calendar, WorkingHours, parse_period
 
@@ -41,6 +42,12 @@ class DispatchContext:
             if grid is not None:
                 return grid.code, index.version
         return code, version
+
+    def warn_at(self, policy: SlaPolicy | None) -> float:
+        """The share of a clock's goal at which it warns: the policy's, else the settings'."""
+        if policy is not None and policy.warn_at is not None:
+            return policy.warn_at
+        return self.sla.warn_at
 
     def calendar(self, name: str) -> Calendar:
         """A policy's calendar by name: "24x7" or "working_hours"."""

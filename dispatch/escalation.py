@@ -62,20 +62,31 @@ async def recipient(session: AsyncSession, ctx: DispatchContext, case: Case, act
     return named[0].name if named else home
 
 
-async def _record(
+async def raise_level(
     session: AsyncSession,
     ctx: DispatchContext,
     case: Case,
+    event: EventType,
     data: dict[str, object],
 ) -> None:
+    """Raise the case's escalation level and record why (a breach, an escalation step), with
+    the new level in the event."""
     case.escalation_level += 1
     await append_case_event(
         session,
         case,
-        EventType.CASE_ESCALATED,
+        event,
         actor=ACTOR,
         now=ctx.clock.now(),
-        data={**data, "escalation_level": case.escalation_level, "priority": case.priority},
+        data={**data, "escalation_level": case.escalation_level},
+    )
+
+
+async def _record(
+    session: AsyncSession, ctx: DispatchContext, case: Case, data: dict[str, object]
+) -> None:
+    await raise_level(
+        session, ctx, case, EventType.CASE_ESCALATED, {**data, "priority": case.priority}
     )
 
 

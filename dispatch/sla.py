@@ -139,7 +139,7 @@ async def fire(session: AsyncSession, ctx: DispatchContext, timer: SlaTimer) -> 
 async def _warn(session: AsyncSession, ctx: DispatchContext, case: Case, timer: SlaTimer) -> None:
     clock = TimerKind(timer.kind).clock
     policy = await policy_for(session, case.category, case.priority)
-    warn_at = policy.warn_at if policy and policy.warn_at is not None else ctx.sla.warn_at
+    warn_at = ctx.warn_at(policy)
     due = await session.scalar(
         select(SlaTimer.due_at).where(
             SlaTimer.case_id == case.id,
@@ -166,17 +166,14 @@ async def _warn(session: AsyncSession, ctx: DispatchContext, case: Case, timer: 
 
 
 async def _breach(session: AsyncSession, ctx: DispatchContext, case: Case, timer: SlaTimer) -> None:
-    case.escalation_level += 1
-    await append_case_event(
+    await escalation.raise_level(
         session,
+        ctx,
         case,
         EventType.SLA_BREACHED,
-        actor=ACTOR,
-        now=ctx.clock.now(),
-        data={
+        {
             "clock": timer.kind,
             "due_at": timer.due_at.isoformat(),
-            "escalation_level": case.escalation_level,
             "assignee": case.assignee_worker_id,
             "status": case.status,
         },

@@ -54,20 +54,13 @@ class TimerKind(StrEnum):
         return _CLOCK_OF.get(self, self)
 
 
-_CLOCK_OF = {
-    TimerKind.ON_SITE_WARNING: TimerKind.ON_SITE,
-    TimerKind.ON_SITE_ESCALATION: TimerKind.ON_SITE,
-    TimerKind.CLOSE_WARNING: TimerKind.CLOSE,
-    TimerKind.CLOSE_ESCALATION: TimerKind.CLOSE,
-    TimerKind.VERIFY_WARNING: TimerKind.VERIFY,
-    TimerKind.VERIFY_ESCALATION: TimerKind.VERIFY,
-}
 # Each SLA clock with its warning and its escalation steps.
 CLOCK_FAMILY = {
     TimerKind.ON_SITE: (TimerKind.ON_SITE_WARNING, TimerKind.ON_SITE_ESCALATION),
     TimerKind.CLOSE: (TimerKind.CLOSE_WARNING, TimerKind.CLOSE_ESCALATION),
     TimerKind.VERIFY: (TimerKind.VERIFY_WARNING, TimerKind.VERIFY_ESCALATION),
 }
+_CLOCK_OF = {kind: clock for clock, kinds in CLOCK_FAMILY.items() for kind in kinds}
 
 
 def family(*clocks: TimerKind) -> list[TimerKind]:

@@ -92,7 +92,7 @@ def arm_clocks(
     `warn_at` of the way and its escalation steps (each `after_s` past its due time). Returns
     each clock's due time."""
     calendar, now = ctx.calendar(policy.calendar), ctx.clock.now()
-    warn_at = policy.warn_at if policy.warn_at is not None else ctx.sla.warn_at
+    warn_at = ctx.warn_at(policy)
     goals = {
         TimerKind.ON_SITE: policy.on_site_s,
         TimerKind.CLOSE: policy.close_s,

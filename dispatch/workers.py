@@ -36,9 +36,9 @@ class Profile:
 
 async def save_profile(
     session: AsyncSession, ctx: DispatchContext, worker_id: str, profile: Profile
-) -> tuple[Worker, bool]:
-    """Create or update a worker's profile; True when created. A new worker is off duty until
-    their phone says otherwise. Refused (ValidationFailed) for a grid that is not a unit grid of
+) -> Worker:
+    """Create or update a worker's profile. A new worker is off duty until their phone says
+    otherwise. Refused (ValidationFailed) for a grid that is not a unit grid of
     the live set, or an unknown department."""
     index = ctx.grids.index
     grid = index.get(profile.grid_code) if index is not None else None
@@ -49,7 +49,6 @@ async def save_profile(
     if profile.department is not None and await session.get(Department, profile.department) is None:
         raise ValidationFailed(f"no department {profile.department}", field="department")
     worker = await session.get(Worker, worker_id, with_for_update=True)
-    created = worker is None
     if worker is None:
         worker = Worker(id=worker_id, on_duty=False, created_at=ctx.clock.now())
         session.add(worker)
@@ -59,7 +58,7 @@ async def save_profile(
     worker.skills = sorted(set(profile.skills))
     worker.capacity = profile.capacity
     await session.flush()
-    return worker, created
+    return worker
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,11 @@ from app.http.schemas import (
     TaskRead,
     TimelineEntry,
     TimerRead,
+    WorkerProfileRead,
 )
 from dispatch.context import DispatchContext
 from dispatch.states import ACTIVE_TASK, CaseStatus, TaskStatus, TimerKind
+from dispatch.workers import open_tasks
 from geo import GridIndex, haversine_m
 
 # What a resident may see of an event's data: progress, never other people's identifiers.
@@ -465,3 +467,29 @@ async def categories(session: AsyncSession) -> list[CategoryRead]:
         )
         for c, p in rows
     ]
+
+
+async def worker_profile(session: AsyncSession, worker: Worker) -> WorkerProfileRead:
+    return WorkerProfileRead(
+        id=worker.id,
+        name=worker.name,
+        grid=worker.grid_code,
+        department=worker.department,
+        skills=list(worker.skills or []),
+        capacity=worker.capacity,
+        on_duty=worker.on_duty,
+        open_tasks=await open_tasks(session, worker.id),
+    )
+
+
+async def worker_profiles(
+    session: AsyncSession, *, grid: str | None, department: str | None, limit: int, offset: int
+) -> list[WorkerProfileRead]:
+    """Workers by id; `grid` a code or prefix, `department` a department's workers."""
+    stmt = select(Worker)
+    if grid:
+        stmt = stmt.where(Worker.grid_code.startswith(grid, autoescape=True))
+    if department:
+        stmt = stmt.where(Worker.department == department)
+    rows = await session.scalars(stmt.order_by(Worker.id).limit(limit).offset(offset))
+    return [await worker_profile(session, w) for w in rows]

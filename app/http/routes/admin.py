@@ -7,19 +7,17 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import policies
 from app.core.errors import AppError
 from app.core.grids import import_grid_set, import_rules
-from app.core.models import Worker
 from app.core.policies import PolicyDocument
+from app.http import views
 from app.http.bodies import read_json, read_limited
 from app.http.deps import Admin, Reader, RuntimeDep, UnitOfWork, limit
 from app.http.docs import errors
 from app.http.schemas import GridSetImported, WorkerProfileBody, WorkerProfileRead
-from dispatch.workers import Profile, open_tasks, save_profile
+from dispatch.workers import Profile, save_profile
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -132,19 +130,6 @@ async def profile_body(request: Request, _: Admin) -> WorkerProfileBody:
     return await read_json(request, WorkerProfileBody)
 
 
-async def _profile(session: AsyncSession, worker: Worker) -> WorkerProfileRead:
-    return WorkerProfileRead(
-        id=worker.id,
-        name=worker.name,
-        grid=worker.grid_code,
-        department=worker.department,
-        skills=list(worker.skills or []),
-        capacity=worker.capacity,
-        on_duty=worker.on_duty,
-        open_tasks=await open_tasks(session, worker.id),
-    )
-
-
 @router.get(
     "/workers",
     dependencies=[limit("admin")],
@@ -159,13 +144,9 @@ async def list_workers(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[WorkerProfileRead]:
-    stmt = select(Worker)
-    if grid:
-        stmt = stmt.where(Worker.grid_code.startswith(grid, autoescape=True))
-    if department:
-        stmt = stmt.where(Worker.department == department)
-    rows = await session.scalars(stmt.order_by(Worker.id).limit(limit).offset(offset))
-    return [await _profile(session, w) for w in rows]
+    return await views.worker_profiles(
+        session, grid=grid, department=department, limit=limit, offset=offset
+    )
 
 
 @router.put(
@@ -184,7 +165,7 @@ async def save_worker(
     session: UnitOfWork,
     runtime: RuntimeDep,
 ) -> WorkerProfileRead:
-    worker, _created = await save_profile(
+    worker = await save_profile(
         session,
         runtime.ctx,
         worker_id,
@@ -196,4 +177,4 @@ async def save_worker(
             capacity=body.capacity,
         ),
     )
-    return await _profile(session, worker)
+    return await views.worker_profile(session, worker)
