@@ -22,6 +22,7 @@ from app.core.photos import PhotoStore
 from app.core.relay import OutboxRelay
 from app.core.seed import seed_categories, seed_demo_city
 from app.core.settings import Settings
+from app.core.shutdown import bounded
 from dispatch.context import DispatchContext
 from dispatch.engine import Engine
 
@@ -134,10 +135,12 @@ class Runtime:
             self._grid_watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._grid_watch
+        # Each step is bounded (app/core/shutdown.py): told to stop, a process is gone within
+        # a minute whatever the broker or the database does.
         if self.engine is not None:
-            await self.engine.stop()
+            await bounded("the dispatcher", self.engine.stop(), 25.0)
         if self.relay is not None:
-            await self.relay.stop()
-        await self.hub.stop()
-        await self.bus.stop()
-        await self.db.dispose()
+            await bounded("the outbox relay", self.relay.stop(), 12.0)
+        await bounded("the live feed", self.hub.stop(), 8.0)
+        await bounded("the bus", self.bus.stop(), 5.0)
+        await bounded("closing database connections", self.db.dispose(), 8.0)

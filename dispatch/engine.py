@@ -23,6 +23,7 @@ from app.core.devices import prune_signatures
 from app.core.events import EventEnvelope, EventType, enqueue
 from app.core.models import ProcessedEvent
 from app.core.outbox import prune_idempotency_keys, prune_outbox
+from app.core.shutdown import bounded
 from dispatch import sla
 from dispatch.context import DispatchContext
 from dispatch.intake import handle_report_received
@@ -94,7 +95,9 @@ class Engine:
                 await task
         self._tasks = []
         if self._consumer is not None:
-            await self._consumer.stop()
+            # Leaving the group at once hands the partitions over without waiting for the
+            # session timeout; a broker that does not answer is not waited for.
+            await bounded("leaving the intake consumer group", self._consumer.stop(), grace_s)
 
     async def sweep_once(self) -> int:
         return await sla.sweep(self.db, self.ctx)
@@ -205,12 +208,12 @@ class Engine:
                         await self._handle(batch[0])
                     else:
                         await self._handle_batch(batch)
+                    self.processed += len(batch)  # applied, whether or not the commit lands
                     last: dict[int, Message] = {}
                     for message in batch:
                         last[message.partition] = message
                     for message in last.values():
                         await consumer.commit(message)
-                self.processed += len(batch)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -23,6 +23,7 @@ from app.core.db import OUTBOX_CHANNEL, Database
 from app.core.kafka_bus import physical
 from app.core.models import OutboxMessage
 from app.core.settings import KafkaSettings
+from app.core.shutdown import bounded
 
 log = logging.getLogger(__name__)
 RELAY_LOCK = 0x67726964  # "grid": the advisory-lock key of the relay
@@ -109,7 +110,8 @@ class OutboxRelay:
         self.connected = False
         if producer is not None:
             with contextlib.suppress(Exception):
-                await producer.stop()
+                # Rows not yet acknowledged stay unsent in the outbox for the next relay.
+                await bounded("flushing the outbox producer", producer.stop(), 10.0)
 
     async def _run(self) -> None:
         failures = 0

@@ -6,6 +6,8 @@
 #   deploy/local/kafka.sh stop     stop it and delete its data
 #   deploy/local/kafka.sh halt     stop the broker but keep its data (for fault tests)
 #   deploy/local/kafka.sh resume   start it again on the same data
+#   deploy/local/kafka.sh freeze   pause the broker's process (connections open, no answers)
+#   deploy/local/kafka.sh thaw     let it run again
 #   deploy/local/kafka.sh url      print the bootstrap address
 #
 # Needs Java 17+ and Maven. Settings: GRIDFLOW_KAFKA_PORT (19092), GRIDFLOW_KAFKA_DIR
@@ -114,7 +116,9 @@ case "${1:-}" in
     ;;
   resume) resolve_jars; launch ;;
   halt) halt ;;
+  freeze) kill -STOP "$(cat "$DIR/pid")" ;;
+  thaw) kill -CONT "$(cat "$DIR/pid")" ;;
   stop) halt; rm -rf "$DIR" ;;
   url) echo "$ADDR" ;;
-  *) echo "usage: $0 start|stop|halt|resume|url" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|halt|resume|freeze|thaw|url" >&2; exit 2 ;;
 esac

@@ -85,8 +85,13 @@ class Dispatcher:
         """SIGTERM, then the number of messages it says it handled."""
         assert self.proc is not None
         self.proc.terminate()
-        async with asyncio.timeout(60):
-            await self.proc.wait()
+        try:
+            async with asyncio.timeout(60):
+                await self.proc.wait()
+        except TimeoutError:
+            raise AssertionError(
+                f"{self.name} still running 60 s after SIGTERM:\n" + "".join(self.output[-60:])
+            ) from None
         if self._reader is not None:
             await self._reader
         for line in self.output:

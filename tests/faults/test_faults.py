@@ -161,6 +161,29 @@ async def test_two_dispatchers_share_partitions_and_one_leaves(
     await assert_exactly_once(api, first + second)
 
 
+async def test_dispatcher_stops_when_told_while_kafka_is_frozen(
+    api: Harness, dispatchers: list[Dispatcher]
+) -> None:
+    """A broker that keeps its connections open but answers nothing must not hold a stopping
+    dispatcher: every shutdown step is bounded, and nothing is lost for the next one."""
+    first, again = dispatchers
+    await first.start()
+    async with asyncio.timeout(300):
+        before = await post_reports(api, 30, seed=6)
+        await wait_dispatched(api, before)
+        await asyncio.to_thread(service, "kafka.sh", "freeze")
+        try:
+            during = await post_reports(api, 30, seed=7)  # answered 201, waiting in the outbox
+            handled = await first.terminate()  # within its 60 s, or it fails
+        finally:
+            await asyncio.to_thread(service, "kafka.sh", "thaw")
+        assert handled == len(before), "".join(first.output[-30:])
+        assert any("abandoned" in line for line in first.output), "".join(first.output[-30:])
+        await again.start()
+        await wait_dispatched(api, during)
+    await assert_exactly_once(api, before + during)
+
+
 async def test_postgres_restart_answers_503_then_recovers(api: Harness) -> None:
     headers = api.auth("resident", "rita")
     body = {"category": "other", "location": {"lat": 30.2431, "lon": 120.1532}}
