@@ -254,14 +254,24 @@ def cmd_device_list(_: argparse.Namespace) -> int:
     return 0
 
 
+_UNREADABLE = object()
+
+
+def _read_json(path: Path) -> object:
+    """A JSON file's content, or _UNREADABLE after saying why on standard error."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        print(f"gridflow: cannot read {path}: {exc}", file=sys.stderr)
+        return _UNREADABLE
+
+
 def cmd_grids_import(args: argparse.Namespace) -> int:
     from app.core.grids import InvalidGridSet, import_grid_set, import_rules
 
     path = Path(args.file)
-    try:
-        collection = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        print(f"gridflow: cannot read {path}: {exc}", file=sys.stderr)
+    collection = _read_json(path)
+    if collection is _UNREADABLE:
         return 2
     settings = _settings()
     rules = import_rules(settings.geo, allow_gaps=args.allow_gaps)
@@ -294,10 +304,8 @@ def cmd_policies_load(args: argparse.Namespace) -> int:
     from app.core import policies
 
     path = Path(args.file)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        print(f"gridflow: cannot read {path}: {exc}", file=sys.stderr)
+    raw = _read_json(path)
+    if raw is _UNREADABLE:
         return 2
 
     async def run() -> int:
