@@ -22,9 +22,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.events import EventType, append_case_event
 from app.core.models import Case, Category, SlaTimer, Task, Worker
 from app.core.policies import policy_for
+from app.core.states import (
+    ACTIVE_TASK,
+    AWAITING_OFFER,
+    HANDED_BACK,
+    CaseStatus,
+    TaskStatus,
+    TimerKind,
+    TimerState,
+)
 from dispatch import timers
 from dispatch.context import DispatchContext
-from dispatch.states import ACTIVE_TASK, CaseStatus, TaskStatus, TimerKind, TimerState
 from dispatch.workers import open_tasks
 from geo import haversine_m
 
@@ -72,7 +80,7 @@ async def candidates(
     load = (
         select(func.count())
         .select_from(Task)
-        .where(Task.worker_id == Worker.id, Task.status.in_([s.value for s in ACTIVE_TASK]))
+        .where(Task.worker_id == Worker.id, Task.status.in_(ACTIVE_TASK))
         .correlate(Worker)
         .scalar_subquery()
     )
@@ -120,14 +128,7 @@ async def previous_refusers(session: AsyncSession, case_id: str) -> set[str]:
     rows = await session.scalars(
         select(Task.worker_id).where(
             Task.case_id == case_id,
-            Task.status.in_(
-                [
-                    TaskStatus.DECLINED.value,
-                    TaskStatus.EXPIRED.value,
-                    TaskStatus.RETURNED.value,
-                    TaskStatus.CANCELLED.value,
-                ]
-            ),
+            Task.status.in_(HANDED_BACK),
         )
     )
     return set(rows)
@@ -153,8 +154,8 @@ async def offer_case(
     pool = await candidates(session, ctx, case, exclude)
     if not pool:
         case.assignee_worker_id = None
-        if case.status not in (CaseStatus.REPORTED, CaseStatus.REOPENED):
-            case.status = CaseStatus.REPORTED.value
+        if case.status not in AWAITING_OFFER:
+            case.status = CaseStatus.REPORTED
         await append_case_event(
             session,
             case,
@@ -168,8 +169,8 @@ async def offer_case(
             .select_from(SlaTimer)
             .where(
                 SlaTimer.case_id == case.id,
-                SlaTimer.kind == TimerKind.REDISPATCH.value,
-                SlaTimer.state == TimerState.ARMED.value,
+                SlaTimer.kind == TimerKind.REDISPATCH,
+                SlaTimer.state == TimerState.ARMED,
             )
         )
         if not pending:
@@ -191,13 +192,13 @@ async def offer_case(
         id=str(uuid.uuid4()),
         case_id=case.id,
         worker_id=worker.id,
-        status=TaskStatus.OFFERED.value,
+        status=TaskStatus.OFFERED,
         offered_at=now,
         accept_due_at=now + timedelta(seconds=accept_s),
     )
     session.add(task)
     await session.flush()
-    case.status = CaseStatus.DISPATCHED.value
+    case.status = CaseStatus.DISPATCHED
     case.assignee_worker_id = worker.id
     timers.arm(
         session,

@@ -24,11 +24,11 @@ from app.core.events import EventType, append_case_event
 from app.core.models import Case, Feedback, Photo, Report, Task, Worker
 from app.core.photos import CheckedPhoto
 from app.core.policies import policy_for
+from app.core.states import CaseStatus, ReportSource, TaskStatus, TimerKind, family
 from dispatch import pauses, timers
 from dispatch.assignment import offer_case
 from dispatch.context import DispatchContext
 from dispatch.escalation import after_refusal
-from dispatch.states import CaseStatus, TaskStatus, TimerKind, family
 from geo import haversine_m
 
 INSPECT = "inspect"  # the skill that makes a worker an inspector (核查员)
@@ -47,7 +47,7 @@ async def _task_of(session: AsyncSession, task_id: str, worker_id: str) -> tuple
 
 
 def _require(task: Task, *allowed: TaskStatus) -> None:
-    if task.status not in {s.value for s in allowed}:
+    if task.status not in allowed:
         raise InvalidTransition(
             f"task is {task.status}; this action needs {' or '.join(allowed)}",
             state=task.status,
@@ -65,9 +65,9 @@ async def accept_task(
     task, case = await _task_of(session, task_id, worker_id)
     _require(task, TaskStatus.OFFERED)
     now = ctx.clock.now()
-    task.status = TaskStatus.ACCEPTED.value
+    task.status = TaskStatus.ACCEPTED
     task.accepted_at = now
-    case.status = CaseStatus.ACCEPTED.value
+    case.status = CaseStatus.ACCEPTED
     await timers.cancel(
         session, case_id=case.id, now=now, kinds=[TimerKind.ACCEPT], task_id=task.id
     )
@@ -98,7 +98,7 @@ async def _hand_back(
     """End the worker's task with a reason and offer the case to the next candidate (the
     worker is left out: see `previous_refusers`)."""
     now = ctx.clock.now()
-    task.status = status.value
+    task.status = status
     task.ended_at = now
     task.note = reason
     actor = f"worker:{task.worker_id}"
@@ -136,7 +136,7 @@ async def return_task(
     worker left out. The case's on-site and close clocks keep running."""
     task, case = await _task_of(session, task_id, worker_id)
     _require(task, TaskStatus.ACCEPTED, TaskStatus.ON_SITE)
-    case.status = CaseStatus.REPORTED.value
+    case.status = CaseStatus.REPORTED
     case.assignee_worker_id = None
     return await _hand_back(
         session, ctx, task, case, TaskStatus.RETURNED, EventType.TASK_RETURNED, reason
@@ -162,9 +162,9 @@ async def arrive(
             limit_m=limit,
         )
     now = ctx.clock.now()
-    task.status = TaskStatus.ON_SITE.value
+    task.status = TaskStatus.ON_SITE
     task.arrived_at = now
-    case.status = CaseStatus.ON_SITE.value
+    case.status = CaseStatus.ON_SITE
     worker = await session.get(Worker, worker_id)
     if worker is not None:
         worker.lon, worker.lat, worker.location_at = lon, lat, now
@@ -194,7 +194,7 @@ async def resolve(
     task, case = await _task_of(session, task_id, worker_id)
     _require(task, TaskStatus.ON_SITE)
     now = ctx.clock.now()
-    task.status = TaskStatus.RESOLVED.value
+    task.status = TaskStatus.RESOLVED
     task.resolved_at = now
     task.note = note
     for p in photos:
@@ -210,7 +210,7 @@ async def resolve(
                 created_at=now,
             )
         )
-    case.status = CaseStatus.RESOLVED.value
+    case.status = CaseStatus.RESOLVED
     case.resolved_at = now
     await timers.cancel(
         session, case_id=case.id, now=now, kinds=family(TimerKind.ON_SITE, TimerKind.CLOSE)
@@ -225,13 +225,13 @@ async def resolve(
         "photos": len(photos),
     }
     if policy is not None and policy.verify_s is not None:
-        case.status = CaseStatus.VERIFYING.value
+        case.status = CaseStatus.VERIFYING
         due = timers.arm_clocks(
             session, ctx, policy, case_id=case.id, start=now, clocks=[TimerKind.VERIFY]
         )
         data["verify_due_at"] = due[TimerKind.VERIFY].isoformat()
     await append_case_event(session, case, EventType.CASE_RESOLVED, actor=actor, now=now, data=data)
-    if case.status == CaseStatus.RESOLVED.value:
+    if case.status == CaseStatus.RESOLVED:
         await _feedback_or_close(session, ctx, case, actor)
     return task
 
@@ -245,7 +245,7 @@ async def _feedback_or_close(
     residents = await session.scalar(
         select(func.count())
         .select_from(Report)
-        .where(Report.case_id == case.id, Report.source == "resident")
+        .where(Report.case_id == case.id, Report.source == ReportSource.RESIDENT)
     )
     if residents:
         timers.arm_after(
@@ -285,13 +285,13 @@ async def verify(
     if case is None:
         raise CaseNotFound(f"case {case_id} does not exist")
     await session.refresh(case)
-    if case.status != CaseStatus.VERIFYING.value:
+    if case.status != CaseStatus.VERIFYING:
         raise InvalidTransition(
             f"verification needs a case waiting for it; it is {case.status}", state=case.status
         )
     worked = await session.scalar(
         select(Task)
-        .where(Task.case_id == case.id, Task.status == TaskStatus.RESOLVED.value)
+        .where(Task.case_id == case.id, Task.status == TaskStatus.RESOLVED)
         .order_by(Task.resolved_at.desc(), Task.id)
         .limit(1)
     )
@@ -314,13 +314,13 @@ async def verify(
     await timers.cancel(session, case_id=case.id, now=now, kinds=family(TimerKind.VERIFY))
     await pauses.end_with_the_work(session, ctx, case, actor=actor, ended_by="verified")
     if passed:
-        case.status = CaseStatus.RESOLVED.value
+        case.status = CaseStatus.RESOLVED
         await append_case_event(
             session, case, EventType.VERIFICATION_PASSED, actor=actor, now=now, data=data
         )
         await _feedback_or_close(session, ctx, case, actor)
         return case
-    case.status = CaseStatus.REOPENED.value
+    case.status = CaseStatus.REOPENED
     case.resolved_at = None
     data["worker_id"] = worked.worker_id if worked is not None else None
     await append_case_event(session, case, EventType.CASE_REWORKED, actor=actor, now=now, data=data)
@@ -343,7 +343,7 @@ async def close_case(
 ) -> None:
     now = ctx.clock.now()
     await pauses.end_with_the_work(session, ctx, case, actor=actor, ended_by="closed")
-    case.status = CaseStatus.CLOSED.value
+    case.status = CaseStatus.CLOSED
     case.closed_at = now
     await timers.cancel(session, case_id=case.id, now=now, kinds=list(TimerKind))
     await append_case_event(
@@ -364,7 +364,7 @@ async def give_feedback(
     """The resident's verdict on a resolved case: satisfied closes it, otherwise it reopens
     and is dispatched again with fresh on-site and close clocks."""
     report = await session.get(Report, report_id)
-    if report is None or report.source != "resident":
+    if report is None or report.source != ReportSource.RESIDENT:
         raise ReportNotFound(f"report {report_id} does not exist")
     if report.reporter_id != resident_id:
         raise Forbidden("this report belongs to another resident")
@@ -373,7 +373,7 @@ async def give_feedback(
     case = await session.get(Case, report.case_id, with_for_update=True)
     assert case is not None
     await session.refresh(case)
-    if case.status != CaseStatus.RESOLVED.value:
+    if case.status != CaseStatus.RESOLVED:
         raise InvalidTransition(
             f"feedback needs a resolved case; it is {case.status}", state=case.status
         )
@@ -408,7 +408,7 @@ async def give_feedback(
     if satisfied:
         await close_case(session, ctx, case, actor=actor, reason="resident_satisfied")
         return case
-    case.status = CaseStatus.REOPENED.value
+    case.status = CaseStatus.REOPENED
     case.resolved_at = None
     await timers.cancel(session, case_id=case.id, now=now, kinds=[TimerKind.FEEDBACK])
     await append_case_event(

@@ -27,10 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.events import EventType, append_case_event
 from app.core.models import Case, Category, Department, SlaTimer, Task
 from app.core.policies import policy_for
+from app.core.states import REFUSED, REOFFERABLE, CaseStatus, TaskStatus, TimerKind
 from dispatch import timers
 from dispatch.assignment import offer_case
 from dispatch.context import DispatchContext
-from dispatch.states import CaseStatus, TaskStatus, TimerKind
 from geo import GridLevel
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ async def step(session: AsyncSession, ctx: DispatchContext, case: Case, timer: S
     """Take the escalation step `timer` stands for (its clock is breached and still open)."""
     action = timer.action or ""
     data: dict[str, object] = {
-        "clock": TimerKind(timer.kind).clock.value,
+        "clock": timer.kind.clock.value,
         "step": timer.step,
         "action": action,
     }
@@ -118,11 +118,11 @@ async def _reoffer(
     task = await session.scalar(
         select(Task).where(
             Task.case_id == case.id,
-            Task.status.in_([TaskStatus.OFFERED.value, TaskStatus.ACCEPTED.value]),
+            Task.status.in_(REOFFERABLE),
         )
     )
     if task is not None:
-        task.status = TaskStatus.CANCELLED.value
+        task.status = TaskStatus.CANCELLED
         task.ended_at = now
         task.note = "re-offered on escalation"
         await timers.cancel(
@@ -130,7 +130,7 @@ async def _reoffer(
         )
         data["from_worker_id"] = task.worker_id
     await _record(session, ctx, case, data)
-    case.status = CaseStatus.REPORTED.value
+    case.status = CaseStatus.REPORTED
     case.assignee_worker_id = None
     await offer_case(session, ctx, case, actor=ACTOR)
 
@@ -146,7 +146,7 @@ async def after_refusal(session: AsyncSession, ctx: DispatchContext, case: Case)
         .select_from(Task)
         .where(
             Task.case_id == case.id,
-            Task.status.in_([TaskStatus.DECLINED.value, TaskStatus.EXPIRED.value]),
+            Task.status.in_(REFUSED),
         )
     )
     if refusals != policy.max_refusals:

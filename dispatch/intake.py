@@ -10,10 +10,10 @@ from app.core.case_queries import open_case_for_device
 from app.core.events import EventEnvelope, EventType, ReportReceivedData, append_case_event
 from app.core.models import Case, Category, Report
 from app.core.policies import policy_for
+from app.core.states import CaseStatus, TimerKind
 from dispatch import timers
 from dispatch.assignment import offer_case
 from dispatch.context import DispatchContext
-from dispatch.states import CaseStatus, TimerKind
 
 ACTOR = "system:dispatcher"
 
@@ -69,7 +69,7 @@ async def handle_report_received(
         category=report.category,
         grid_code=grid_code,
         grid_set_version=grid_set_version,
-        status=CaseStatus.REPORTED.value,
+        status=CaseStatus.REPORTED,
         priority=category.priority,
         department=category.department,  # a department's category goes to its queue
         escalation_level=0,

@@ -18,18 +18,10 @@ from app.core.errors import CaseNotFound, InvalidTransition
 from app.core.events import EventType, append_case_event
 from app.core.models import Case, SlaTimer
 from app.core.policies import policy_for
+from app.core.states import PAUSABLE, PauseKind, TimerKind, TimerState, family
 from dispatch.context import DispatchContext
-from dispatch.states import CaseStatus, PauseKind, TimerKind, TimerState, family
 
 CLOCKS = family(TimerKind.ON_SITE, TimerKind.CLOSE, TimerKind.VERIFY)
-_OPEN = {
-    CaseStatus.REPORTED.value,
-    CaseStatus.DISPATCHED.value,
-    CaseStatus.ACCEPTED.value,
-    CaseStatus.ON_SITE.value,
-    CaseStatus.REOPENED.value,
-    CaseStatus.VERIFYING.value,
-}
 
 
 async def _load(session: AsyncSession, case_id: str) -> Case:
@@ -43,8 +35,8 @@ async def _clocks(session: AsyncSession, case: Case, state: TimerState) -> list[
     rows = await session.scalars(
         select(SlaTimer).where(
             SlaTimer.case_id == case.id,
-            SlaTimer.state == state.value,
-            SlaTimer.kind.in_([k.value for k in CLOCKS]),
+            SlaTimer.state == state,
+            SlaTimer.kind.in_(CLOCKS),
         )
     )
     return list(rows)
@@ -62,15 +54,15 @@ async def pause(
     case = await _load(session, case_id)
     if case.paused_at is not None:
         raise InvalidTransition("the case's clocks are already stopped", state="paused")
-    if case.status not in _OPEN:
+    if case.status not in PAUSABLE:
         raise InvalidTransition(f"a {case.status} case has no running clock", state=case.status)
     now = ctx.clock.now()
     policy = await policy_for(session, case.category, case.priority)
     calendar = ctx.calendar(policy.calendar if policy else "24x7")
     for timer in await _clocks(session, case, TimerState.ARMED):
         timer.paused_remaining_s = max(0.0, calendar.elapsed(now, timer.due_at))
-        timer.state = TimerState.PAUSED.value
-    case.paused_at, case.pause_kind = now, kind.value
+        timer.state = TimerState.PAUSED
+    case.paused_at, case.pause_kind = now, kind
     await append_case_event(
         session,
         case,
@@ -115,7 +107,7 @@ async def _end(
     if ended_by is None:
         for timer in await _clocks(session, case, TimerState.PAUSED):
             timer.due_at = calendar.add(now, timer.paused_remaining_s or 0.0)
-            timer.state = TimerState.ARMED.value
+            timer.state = TimerState.ARMED
             timer.paused_remaining_s = None
     paused_s = calendar.elapsed(case.paused_at, now)
     data: dict[str, object] = {"kind": case.pause_kind, "paused_s": round(paused_s, 3)}

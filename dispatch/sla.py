@@ -21,39 +21,24 @@ from app.core.db import Database
 from app.core.events import EventType, append_case_event
 from app.core.models import Case, SlaTimer, Task
 from app.core.policies import policy_for
-from dispatch import escalation
-from dispatch.assignment import offer_case
-from dispatch.cases import close_case
-from dispatch.context import DispatchContext
-from dispatch.escalation import after_refusal
-from dispatch.states import (
+from app.core.states import (
     ACTIVE_TASK,
+    AWAITING_OFFER,
     CLOCK_FAMILY,
     CaseStatus,
     TaskStatus,
     TimerKind,
     TimerState,
+    clock_running,
 )
+from dispatch import escalation
+from dispatch.assignment import offer_case
+from dispatch.cases import close_case
+from dispatch.context import DispatchContext
+from dispatch.escalation import after_refusal
 
 log = logging.getLogger(__name__)
 ACTOR = "system:sla"
-
-_BEFORE_ON_SITE = {
-    CaseStatus.REPORTED.value,
-    CaseStatus.DISPATCHED.value,
-    CaseStatus.ACCEPTED.value,
-    CaseStatus.REOPENED.value,
-}
-_DONE = {CaseStatus.RESOLVED.value, CaseStatus.CLOSED.value, CaseStatus.VERIFYING.value}
-
-
-def _running(clock: TimerKind, status: str) -> bool:
-    """Whether a case in `status` has not yet met `clock`."""
-    if clock is TimerKind.ON_SITE:
-        return status in _BEFORE_ON_SITE
-    if clock is TimerKind.CLOSE:
-        return status not in _DONE
-    return status == CaseStatus.VERIFYING.value
 
 
 async def sweep(db: Database, ctx: DispatchContext, *, limit: int = 500) -> int:
@@ -66,7 +51,7 @@ async def sweep(db: Database, ctx: DispatchContext, *, limit: int = 500) -> int:
             async with db.transaction() as session:
                 timer = await session.scalar(
                     select(SlaTimer)
-                    .where(SlaTimer.state == TimerState.ARMED.value, SlaTimer.due_at <= now)
+                    .where(SlaTimer.state == TimerState.ARMED, SlaTimer.due_at <= now)
                     .order_by(SlaTimer.due_at, SlaTimer.id)
                     .limit(1)
                     .with_for_update(skip_locked=True)
@@ -74,7 +59,7 @@ async def sweep(db: Database, ctx: DispatchContext, *, limit: int = 500) -> int:
                 if timer is None:
                     return fired
                 timer_id = timer.id
-                timer.state = TimerState.FIRED.value
+                timer.state = TimerState.FIRED
                 timer.fired_at = now
                 await fire(session, ctx, timer)
         except Exception:
@@ -84,7 +69,7 @@ async def sweep(db: Database, ctx: DispatchContext, *, limit: int = 500) -> int:
             log.exception("SLA timer %s failed; marking it failed", timer_id)
             async with db.transaction() as session:
                 await session.execute(
-                    update(SlaTimer).where(SlaTimer.id == timer_id).values(state="failed")
+                    update(SlaTimer).where(SlaTimer.id == timer_id).values(state=TimerState.FAILED)
                 )
         fired += 1
     return fired
@@ -98,9 +83,9 @@ async def fire(session: AsyncSession, ctx: DispatchContext, timer: SlaTimer) -> 
     now = ctx.clock.now()
     if kind is TimerKind.ACCEPT:
         task = await session.get(Task, timer.task_id) if timer.task_id else None
-        if task is None or task.status != TaskStatus.OFFERED.value:
+        if task is None or task.status != TaskStatus.OFFERED:
             return
-        task.status = TaskStatus.EXPIRED.value
+        task.status = TaskStatus.EXPIRED
         task.ended_at = now
         await append_case_event(
             session,
@@ -113,7 +98,7 @@ async def fire(session: AsyncSession, ctx: DispatchContext, timer: SlaTimer) -> 
         await after_refusal(session, ctx, case)
         await offer_case(session, ctx, case, actor=ACTOR)
     elif kind.clock in CLOCK_FAMILY:
-        if not _running(kind.clock, case.status):
+        if not clock_running(kind.clock, case.status):
             return
         if kind in CLOCK_FAMILY:
             await _breach(session, ctx, case, timer)
@@ -121,16 +106,11 @@ async def fire(session: AsyncSession, ctx: DispatchContext, timer: SlaTimer) -> 
             await _warn(session, ctx, case, timer)
         else:
             await escalation.step(session, ctx, case, timer)
-    elif kind is TimerKind.FEEDBACK and case.status == CaseStatus.RESOLVED.value:
+    elif kind is TimerKind.FEEDBACK and case.status == CaseStatus.RESOLVED:
         await close_case(session, ctx, case, actor=ACTOR, reason="feedback_window_elapsed")
-    elif kind is TimerKind.REDISPATCH and case.status in (
-        CaseStatus.REPORTED.value,
-        CaseStatus.REOPENED.value,
-    ):
+    elif kind is TimerKind.REDISPATCH and case.status in AWAITING_OFFER:
         active = await session.scalar(
-            select(Task.id).where(
-                Task.case_id == case.id, Task.status.in_([s.value for s in ACTIVE_TASK])
-            )
+            select(Task.id).where(Task.case_id == case.id, Task.status.in_(ACTIVE_TASK))
         )
         if active is None:
             await offer_case(session, ctx, case, actor=ACTOR, fresh_start=True)
@@ -143,8 +123,8 @@ async def _warn(session: AsyncSession, ctx: DispatchContext, case: Case, timer: 
     due = await session.scalar(
         select(SlaTimer.due_at).where(
             SlaTimer.case_id == case.id,
-            SlaTimer.kind == clock.value,
-            SlaTimer.state == TimerState.ARMED.value,
+            SlaTimer.kind == clock,
+            SlaTimer.state == TimerState.ARMED,
         )
     )
     if due is None:

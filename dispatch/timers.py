@@ -9,8 +9,8 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.models import SlaPolicy, SlaTimer
+from app.core.states import CLOCK_FAMILY, LIVE_TIMER, TimerKind, TimerState
 from dispatch.context import DispatchContext
-from dispatch.states import CLOCK_FAMILY, TimerKind, TimerState
 
 
 def arm(
@@ -26,9 +26,9 @@ def arm(
     timer = SlaTimer(
         case_id=case_id,
         task_id=task_id,
-        kind=kind.value,
+        kind=kind,
         due_at=due_at,
-        state=TimerState.ARMED.value,
+        state=TimerState.ARMED,
         created_at=now,
         goal_s=goal_s,
     )
@@ -69,10 +69,10 @@ async def cancel(
         update(SlaTimer)
         .where(
             SlaTimer.case_id == case_id,
-            SlaTimer.state.in_([TimerState.ARMED.value, TimerState.PAUSED.value]),
-            SlaTimer.kind.in_([k.value for k in kinds]),
+            SlaTimer.state.in_(LIVE_TIMER),
+            SlaTimer.kind.in_(list(kinds)),
         )
-        .values(state=TimerState.CANCELLED.value, fired_at=now)
+        .values(state=TimerState.CANCELLED, fired_at=now)
     )
     if task_id is not None:
         stmt = stmt.where(SlaTimer.task_id == task_id)

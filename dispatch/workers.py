@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import ValidationFailed
 from app.core.models import Department, Task, Worker
+from app.core.states import ACTIVE_TASK
 from dispatch.context import DispatchContext
-from dispatch.states import ACTIVE_TASK
 from geo import GridLevel
 
 
@@ -73,7 +73,7 @@ async def open_tasks(session: AsyncSession, worker_id: str) -> int:
     count = await session.scalar(
         select(func.count())
         .select_from(Task)
-        .where(Task.worker_id == worker_id, Task.status.in_([s.value for s in ACTIVE_TASK]))
+        .where(Task.worker_id == worker_id, Task.status.in_(ACTIVE_TASK))
     )
     return int(count or 0)
 

@@ -6,9 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.models import Case
-
-# Every state but closed; kept here so intake and the engine agree on what "open" means.
-OPEN_STATUSES = ("reported", "dispatched", "accepted", "on_site", "resolved", "reopened")
+from app.core.states import JOINABLE_BY_ALERT
 
 
 async def open_case_for_device(session: AsyncSession, device_id: str, category: str) -> Case | None:
@@ -18,7 +16,7 @@ async def open_case_for_device(session: AsyncSession, device_id: str, category: 
         .where(
             Case.source_device_id == device_id,
             Case.category == category,
-            Case.status.in_(OPEN_STATUSES),
+            Case.status.in_(JOINABLE_BY_ALERT),
         )
         .order_by(Case.created_at.desc())
         .limit(1)

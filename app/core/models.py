@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -23,6 +24,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from app.core.states import CaseStatus, PauseKind, ReportSource, TaskStatus, TimerKind, TimerState
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -54,6 +57,27 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class State(TypeDecorator[E]):
+    """A state from the vocabulary (app/core/states.py), stored as its string. A value that is
+    not a member is refused on the way in, so no stray spelling reaches the table."""
+
+    impl = String(32)
+    cache_ok = True
+
+    def __init__(self, enum: type[E], length: int = 16) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(value)
 
 
 Json = JSON().with_variant(JSONB(), "postgresql")
@@ -174,7 +198,7 @@ class Report(Base):
     __tablename__ = "reports"
     __table_args__ = (UniqueConstraint("device_id", "external_id"),)
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    source: Mapped[str] = mapped_column(String(16))  # resident | sensor
+    source: Mapped[ReportSource] = mapped_column(State(ReportSource))
     reporter_id: Mapped[str | None] = mapped_column(String(128), index=True)
     device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"))
     external_id: Mapped[str | None] = mapped_column(String(128))
@@ -214,7 +238,7 @@ class Case(Base):
     category: Mapped[str] = mapped_column(ForeignKey("categories.code"))
     grid_code: Mapped[str] = mapped_column(String(20), index=True)
     grid_set_version: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[CaseStatus] = mapped_column(State(CaseStatus), index=True)
     priority: Mapped[int] = mapped_column(Integer)
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
     lon: Mapped[float] = mapped_column(Float)
@@ -224,7 +248,7 @@ class Case(Base):
     department: Mapped[str | None] = mapped_column(String(64), index=True)  # its queue, if any
     seq: Mapped[int] = mapped_column(Integer, default=0)
     paused_at: Mapped[datetime | None]  # the SLA clocks are stopped since (see dispatch/pauses.py)
-    pause_kind: Mapped[str | None] = mapped_column(String(32))
+    pause_kind: Mapped[PauseKind | None] = mapped_column(State(PauseKind, 32))
     head_hash: Mapped[str | None] = mapped_column(String(64))  # the newest event's hash
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -239,7 +263,7 @@ class Task(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
     worker_id: Mapped[str] = mapped_column(ForeignKey("workers.id"), index=True)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[TaskStatus] = mapped_column(State(TaskStatus), index=True)
     offered_at: Mapped[datetime]
     accept_due_at: Mapped[datetime]
     accepted_at: Mapped[datetime | None]
@@ -257,9 +281,9 @@ class SlaTimer(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
     task_id: Mapped[str | None] = mapped_column(ForeignKey("tasks.id"))
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[TimerKind] = mapped_column(State(TimerKind))
     due_at: Mapped[datetime]
-    state: Mapped[str] = mapped_column(String(16), default="armed")
+    state: Mapped[TimerState] = mapped_column(State(TimerState), default=TimerState.ARMED)
     created_at: Mapped[datetime]
     fired_at: Mapped[datetime | None]  # when it fired, or when it was cancelled
     paused_remaining_s: Mapped[float | None] = mapped_column(Float)  # calendar time left

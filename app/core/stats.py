@@ -31,10 +31,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.events import EventType
 from app.core.models import Case, CaseEvent, Feedback, Task
+from app.core.states import HANDED_BACK, CaseStatus
 from geo import GridIndex, GridLevel
 
 GroupBy = Literal["grid", "street", "department", "category"]
-HANDED_BACK = ("declined", "expired", "returned", "cancelled")
 
 
 def nearest_rank(values: list[float], p: float) -> float | None:
@@ -191,7 +191,7 @@ def _count(
         first = tasks[0]
         if first.status not in HANDED_BACK and first.accepted_at is not None:
             group.right_first_time += 1
-    if case.status == "closed" and case.closed_at is not None:
+    if case.status == CaseStatus.CLOSED and case.closed_at is not None:
         group.closed += 1
         if "late" not in marks:
             group.closed_on_time += 1

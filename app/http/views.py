@@ -21,6 +21,17 @@ from app.core.models import (
     Worker,
 )
 from app.core.policies import policy_for
+from app.core.states import (
+    ACTIVE_TASK,
+    DEADLINES,
+    OPEN,
+    SHOWN_CLOCKS,
+    UNMET_TIMER,
+    CaseStatus,
+    TaskStatus,
+    TimerKind,
+    TimerState,
+)
 from app.http.schemas import (
     Assignee,
     CasePage,
@@ -40,7 +51,6 @@ from app.http.schemas import (
     WorkerProfileRead,
 )
 from dispatch.context import DispatchContext
-from dispatch.states import ACTIVE_TASK, CaseStatus, TaskStatus, TimerKind
 from dispatch.workers import open_tasks
 from geo import GridIndex, haversine_m
 
@@ -62,6 +72,14 @@ RESIDENT_FIELDS = frozenset(
         "accept_due_at",
     }
 )
+
+
+# How a stopped timer shows its clock: met when cancelled, breached when fired, else running.
+CLOCK_SHOWN_AS = {
+    TimerState.CANCELLED: "met",
+    TimerState.FIRED: "breached",
+    TimerState.PAUSED: "paused",
+}
 
 
 def resident_safe(data: dict[str, object]) -> dict[str, object]:
@@ -133,16 +151,13 @@ async def deadlines(session: AsyncSession, case_id: str) -> Deadlines:
     )
     out = Deadlines()
     for t in rows:
-        if t.kind == "accept" and t.state == "armed":
+        if t.kind is TimerKind.ACCEPT and t.state is TimerState.ARMED:
             out.accept_due_at = t.due_at
-        elif t.kind == "on_site":
+        elif t.kind is TimerKind.ON_SITE:
             out.on_site_due_at = t.due_at
-        elif t.kind == "close":
+        elif t.kind is TimerKind.CLOSE:
             out.close_due_at = t.due_at
     return out
-
-
-SLA_CLOCKS = (TimerKind.ACCEPT, TimerKind.ON_SITE, TimerKind.CLOSE, TimerKind.VERIFY)
 
 
 async def sla_state(session: AsyncSession, ctx: DispatchContext, case: Case) -> list[ClockState]:
@@ -153,15 +168,15 @@ async def sla_state(session: AsyncSession, ctx: DispatchContext, case: Case) -> 
         return []
     rows = await session.scalars(
         select(SlaTimer)
-        .where(SlaTimer.case_id == case.id, SlaTimer.kind.in_([k.value for k in SLA_CLOCKS]))
+        .where(SlaTimer.case_id == case.id, SlaTimer.kind.in_(SHOWN_CLOCKS))
         .order_by(SlaTimer.id)
     )
     newest = {t.kind: t for t in rows}
     now = ctx.clock.now()
     out = []
-    for kind in SLA_CLOCKS:
-        timer = newest.get(kind.value)
-        if timer is None or (kind is TimerKind.ACCEPT and timer.state != "armed"):
+    for kind in SHOWN_CLOCKS:
+        timer = newest.get(kind)
+        if timer is None or (kind is TimerKind.ACCEPT and timer.state is not TimerState.ARMED):
             continue  # the accept clock is shown while an offer is open
         calendar_name = "24x7" if kind is TimerKind.ACCEPT else policy.calendar
         calendar = ctx.calendar(calendar_name)
@@ -173,9 +188,7 @@ async def sla_state(session: AsyncSession, ctx: DispatchContext, case: Case) -> 
                 TimerKind.CLOSE: policy.close_s,
                 TimerKind.VERIFY: policy.verify_s or 0,
             }[kind]
-        state = {"cancelled": "met", "fired": "breached", "paused": "paused"}.get(
-            timer.state, "running"
-        )
+        state = CLOCK_SHOWN_AS.get(timer.state, "running")
         at = (timer.fired_at or now) if state == "met" else now
         due = timer.due_at
         if state == "paused":
@@ -218,7 +231,7 @@ async def timeline(
 async def active_task(session: AsyncSession, case_id: str) -> Task | None:
     return await session.scalar(
         select(Task)
-        .where(Task.case_id == case_id, Task.status.in_([s.value for s in ACTIVE_TASK]))
+        .where(Task.case_id == case_id, Task.status.in_(ACTIVE_TASK))
         .order_by(Task.offered_at.desc())
         .limit(1)
     )
@@ -300,7 +313,7 @@ async def task_view(session: AsyncSession, task: Task) -> TaskRead:
 async def worker_tasks(session: AsyncSession, worker_id: str) -> list[TaskRead]:
     rows = await session.scalars(
         select(Task)
-        .where(Task.worker_id == worker_id, Task.status.in_([s.value for s in ACTIVE_TASK]))
+        .where(Task.worker_id == worker_id, Task.status.in_(ACTIVE_TASK))
         .order_by(Task.offered_at)
     )
     return [await task_view(session, t) for t in rows]
@@ -383,11 +396,11 @@ async def case_page(
     if overdue is not None:
         late = exists().where(
             SlaTimer.case_id == Case.id,
-            SlaTimer.kind.in_(("on_site", "close", "verify")),
-            SlaTimer.state.in_(("armed", "fired")),
+            SlaTimer.kind.in_(DEADLINES),
+            SlaTimer.state.in_(UNMET_TIMER),
             SlaTimer.due_at <= now,
         )
-        is_late = late & (Case.status != "closed")
+        is_late = late & Case.status.in_(OPEN)
         stmt = stmt.where(is_late if overdue else ~is_late)
     total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
     rows = await session.scalars(
@@ -404,17 +417,17 @@ async def pending_verifications(
     """Cases waiting for 核查, nearest to the inspector first (soonest due when the location is
     unknown); never the inspector's own work."""
     own = select(Task.case_id).where(
-        Task.worker_id == inspector.id, Task.status == TaskStatus.RESOLVED.value
+        Task.worker_id == inspector.id, Task.status == TaskStatus.RESOLVED
     )
     rows = await session.execute(
         select(Case, SlaTimer.due_at)
         .outerjoin(
             SlaTimer,
             (SlaTimer.case_id == Case.id)
-            & (SlaTimer.kind == TimerKind.VERIFY.value)
-            & SlaTimer.state.in_(("armed", "fired", "paused")),
+            & (SlaTimer.kind == TimerKind.VERIFY)
+            & (SlaTimer.state != TimerState.CANCELLED),
         )
-        .where(Case.status == CaseStatus.VERIFYING.value, Case.id.not_in(own))
+        .where(Case.status == CaseStatus.VERIFYING, Case.id.not_in(own))
         .limit(2000)
     )
     out = []

@@ -27,6 +27,7 @@ from app.core.events import EventEnvelope, EventType, ReportReceivedData, enqueu
 from app.core.grids import LiveGrids
 from app.core.models import Device, OutboxMessage, Photo, Report
 from app.core.photos import CheckedPhoto, PhotoStore
+from app.core.states import ReportSource
 from geo import CRS, Grid, GridIndex, to_wgs84
 
 # Built once: plain Core INSERTs skip the unit of work and the per-call statement building.
@@ -129,7 +130,7 @@ async def submit_report(
         _INSERT_REPORT,
         {
             "id": report_id,
-            "source": "resident",
+            "source": ReportSource.RESIDENT,
             "reporter_id": resident_id,
             "category": category,
             "description": description,
@@ -163,7 +164,9 @@ async def submit_report(
                 for photo in photos
             ],
         )
-    received = _received(report_id, "resident", resident_id, None, category, grid.code, now)
+    received = _received(
+        report_id, ReportSource.RESIDENT, resident_id, None, category, grid.code, now
+    )
     await session.execute(_INSERT_OUTBOX, outbox_row(topics.INTAKE, grid.code, received))
     mark_outbox_written(session)
     return Accepted(report_id, category, now, GridRef.of(index, grid.code))
@@ -193,7 +196,7 @@ async def submit_alert(
     now = clock.now()
     report = Report(
         id=str(uuid.uuid4()),
-        source="sensor",
+        source=ReportSource.SENSOR,
         device_id=device.id,
         external_id=external_id,
         category=category,
@@ -221,7 +224,7 @@ async def submit_alert(
         if existing is None:
             raise
         return await _repeat(session, grids, existing)
-    received = _received(report.id, "sensor", None, device.id, category, grid.code, now)
+    received = _received(report.id, ReportSource.SENSOR, None, device.id, category, grid.code, now)
     enqueue(session, topics.INTAKE, grid.code, received)
     open_case = await open_case_for_device(session, device.id, category)
     await session.flush()

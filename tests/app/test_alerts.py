@@ -3,7 +3,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from app.core.models import Device, Report
+from app.core.models import Case, Device, Report
 from tests.harness import Harness
 
 CAM = {"lat": 30.2431, "lon": 120.1532}
@@ -77,3 +77,26 @@ async def test_bad_alerts_leave_nothing(h: Harness) -> None:
         r = await h.alert(body)
         assert r.status_code == 422 and r.json()["error"] == error, r.text
     assert await h.counts() == before
+
+
+async def test_a_repeated_alert_joins_a_case_waiting_for_its_inspector(h: Harness) -> None:
+    """Regression: "open" once lacked `verifying`, so a camera that kept seeing the blocked
+    lane while the inspector was on the way opened a second case."""
+    from tests.dispatch.test_departments import work
+    from tests.dispatch.test_escalation import policies, policy, put_policies
+
+    doc = await policies(h)
+    policy(doc, "fire_lane_blocked").update(verify_s=3600)
+    assert (await put_policies(h, doc)).status_code == 200
+    first = await h.alert(alert("seen-1"))
+    case_id = await h.case_of(first.json()["id"])
+    await work(h, case_id, (await h.case(case_id))["location"])
+    assert (await h.case(case_id))["status"] == "verifying"
+
+    again = await h.alert(alert("seen-2"))
+    assert again.status_code == 202 and again.json()["case_id"] == case_id
+    assert await h.case_of(again.json()["id"]) == case_id
+    types = [e["type"] for e in (await h.case(case_id))["timeline"]]
+    assert types.count("CaseOpened") == 1 and types[-1] == "ReportMerged"
+    async with h.runtime.db.reader() as s:
+        assert await s.scalar(select(func.count()).select_from(Case)) == 1

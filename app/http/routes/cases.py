@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from app.core.auth import Role
 from app.core.errors import CaseNotFound
 from app.core.models import Case
+from app.core.states import PauseKind
 from app.http import idempotency, views
 from app.http.bodies import read_json
 from app.http.deps import Inspector, Operator, Reader, RuntimeDep, UnitOfWork, limit
@@ -18,7 +19,6 @@ from app.http.docs import errors
 from app.http.idempotency import IdempotencyKey, fingerprint
 from app.http.schemas import CasePage, CaseRead, PauseBody, VerificationRead, VerifyBody
 from dispatch import cases, pauses
-from dispatch.states import PauseKind
 from geo import to_wgs84
 
 router = APIRouter(prefix="/v1/cases", tags=["operations"])

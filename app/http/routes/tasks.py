@@ -15,6 +15,7 @@ from app.core.auth import Principal
 from app.core.errors import Forbidden, TaskNotFound
 from app.core.models import Task
 from app.core.photos import CheckedPhoto
+from app.core.states import TaskStatus
 from app.http import idempotency, views
 from app.http.bodies import MAX_JSON_BYTES, parse_json, read_body, read_json, read_limited
 from app.http.deps import (
@@ -59,7 +60,7 @@ async def list_tasks(
     with runtime.hub.offers_for(worker.id) as offered:
         async with runtime.db.reader() as session:
             tasks = await views.worker_tasks(session, worker.id)
-        if wait and not any(t.status == "offered" for t in tasks):
+        if wait and not any(t.status == TaskStatus.OFFERED for t in tasks):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(offered.wait(), timeout=wait)
                 async with runtime.db.reader() as session:
