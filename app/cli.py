@@ -179,7 +179,8 @@ def cmd_device_create(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         now = datetime.now(UTC)
-        async with _database(settings) as db, db.transaction() as session:
+        async with _database(settings) as db, db.transaction() as uow:
+            session = uow.session
             if await session.get(Device, args.id) is not None:
                 print(f"gridflow: device {args.id!r} exists", file=sys.stderr)
                 return 2
@@ -200,7 +201,8 @@ def cmd_device_rotate(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         now = datetime.now(UTC)
-        async with _database(settings) as db, db.transaction() as session:
+        async with _database(settings) as db, db.transaction() as uow:
+            session = uow.session
             device = await session.get(Device, args.id)
             if device is None or device.revoked_at is not None:
                 print(f"gridflow: no active device {args.id!r}", file=sys.stderr)
@@ -222,7 +224,8 @@ def cmd_device_revoke(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         now = datetime.now(UTC)
-        async with _database(_settings()) as db, db.transaction() as session:
+        async with _database(_settings()) as db, db.transaction() as uow:
+            session = uow.session
             row: Device | DeviceKey | None = (
                 await session.get(DeviceKey, args.key) if args.key else None
             ) or (await session.get(Device, args.id) if args.id else None)
@@ -311,7 +314,8 @@ def cmd_policies_load(args: argparse.Namespace) -> int:
     async def run() -> int:
         async with _database(_settings()) as db:
             try:
-                async with db.transaction() as session:
+                async with db.transaction() as uow:
+                    session = uow.session
                     doc = await policies.validated(session, raw)
                     stored = await policies.apply(session, doc)
             except policies.InvalidPolicies as exc:

@@ -88,7 +88,8 @@ class Runtime:
     async def prepare_database(self) -> None:
         """Migrate, seed categories (and the demo city into an empty database), load grids."""
         await self.db.upgrade()
-        async with self.db.transaction() as session:
+        async with self.db.transaction() as uow:
+            session = uow.session
             await self.db.lock_for_migration(session)
             await seed_categories(session)
             if self.settings.seed_demo_city and await seed_demo_city(

@@ -183,7 +183,8 @@ async def main() -> int:
             for w in await session.scalars(select(Worker).where(Worker.department.is_(None))):
                 workers.setdefault(w.grid_code, []).append(w.id)
         rows = history(units, workers, n)
-        async with runtime.db.transaction() as session:
+        async with runtime.db.transaction() as uow:
+            session = uow.session
             for model, batch in zip((Case, Report, Task, CaseEvent, Feedback), rows, strict=True):
                 for i in range(0, len(batch), 5000):
                     await session.execute(insert(model), batch[i : i + 5000])

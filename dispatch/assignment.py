@@ -1,29 +1,22 @@
-"""Choosing a worker and offering a case.
-
-Candidates (`candidates`): on-duty workers with room under their capacity. A case of a category
-owned by a department goes to that department's queue: its workers, wherever they are. Any other
-case goes to grid workers (no department): from the case's grid, then the grids that touch it,
-then the rest of its street, in the live grid set (a case opened under an older grid set is
-placed again by its location in the live one). Within a tier, workers with the category's
-skill first, then the nearest by a fresh reported location, then the least loaded. The choice
-is deterministic. Workers who already declined, let an offer of this case expire, handed it
-back or had it taken away on escalation are skipped, so the case moves on to the next one.
+"""Offering a case to a worker, one case at a time (worker actions, the SLA clock, and a
+single consumed report); the batched path is dispatch/batch.py. Who is chosen is decided by
+dispatch/ranking.py. A worker's slot is taken with a conditional UPDATE (`take_slot`) when the
+offer is made and given back when the task ends (`end_task`), so two dispatchers never fill the
+same last slot: the second finds it taken and moves on to the next candidate.
 """
 
 from __future__ import annotations
 
-import math
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, or_, select
 
 from app.core.events import EventType, append_case_event
-from app.core.models import Case, Category, SlaTimer, Task, Worker
-from app.core.policies import policy_for
+from app.core.models import Case, SlaTimer, Task, Worker
+from app.core.policies import policy_for, policy_set
 from app.core.states import (
-    ACTIVE_TASK,
     AWAITING_OFFER,
     HANDED_BACK,
     CaseStatus,
@@ -31,101 +24,36 @@ from app.core.states import (
     TimerKind,
     TimerState,
 )
-from dispatch import timers
+from app.core.uow import UnitOfWork
+from dispatch import ranking, timers
 from dispatch.context import DispatchContext
-from dispatch.workers import open_tasks
-from geo import haversine_m
+from dispatch.workers import give_back_slot, take_slot
 
-DISTANCE_STEP_M = 100.0  # distances within the same 100 m rank as equal
-
-
-def _tiers(ctx: DispatchContext, case: Case) -> tuple[list[ColumnElement[bool]], dict[str, int]]:
-    """Where to look, in order, and each grid's nearness to the case (0: its own grid).
-
-    A department's case: that department's workers. Otherwise grid workers of the case's grid
-    in the live set, then of the grids that touch it (nearest first), then of its street."""
-    if case.department is not None:
-        return [Worker.department == case.department], {}
-    home, _ = ctx.place(case.grid_code, case.grid_set_version, case.lon, case.lat)
-    index = ctx.grids.index
-    near = list(index.neighbours(home)) if index is not None else []
-    grid_worker = Worker.department.is_(None)
-    tiers: list[ColumnElement[bool]] = [grid_worker & (Worker.grid_code == home)]
-    if near:
-        tiers.append(grid_worker & Worker.grid_code.in_(near))
-    if len(home) >= 9:
-        tiers.append(
-            grid_worker
-            & Worker.grid_code.startswith(home[:9])
-            & Worker.grid_code.not_in([home, *near])
-        )
-    return tiers, {code: i for i, code in enumerate([home, *near])}
+DEFAULT_ACCEPT_S = 600  # an offer's window when the case's category has no policy
 
 
 async def candidates(
-    session: AsyncSession, ctx: DispatchContext, case: Case, exclude: set[str]
+    uow: UnitOfWork, ctx: DispatchContext, case: Case, exclude: set[str]
 ) -> list[Worker]:
-    """On-duty workers with room for another task, best first.
-
-    The case's department, or tier by tier (the case's grid, the grids that touch it, the rest
-    of its street); within a tier, those with the category's skill first, then by distance from
-    the worker's location when it is fresh (reported within `sla.location_fresh_s`; stale or
-    unknown locations rank after every fresh one), then open tasks against capacity, then the
-    grid's nearness, then id.
-    """
-    category = await session.get(Category, case.category)
-    skill = category.skill if category is not None else None
-    tiers, order = _tiers(ctx, case)
-    # Counted per candidate through the tasks.worker_id index, never over all tasks.
-    load = (
-        select(func.count())
-        .select_from(Task)
-        .where(Task.worker_id == Worker.id, Task.status.in_(ACTIVE_TASK))
-        .correlate(Worker)
-        .scalar_subquery()
+    """On-duty workers with room for another task, best first (dispatch/ranking.py): those of
+    the first tier that has any, loaded in one query for all the case's tiers."""
+    category = (await policy_set(uow)).categories.get(case.category)
+    search = ranking.search_for(ctx, case, category.skill if category is not None else None)
+    rows = await uow.session.scalars(
+        select(Worker).where(
+            Worker.on_duty.is_(True),
+            Worker.open_tasks < Worker.capacity,
+            or_(*(tier.where() for tier in search.tiers)),
+        )
     )
     now = ctx.clock.now()
-    fresh_after = now - timedelta(seconds=ctx.sla.location_fresh_s)
-
-    def rank(worker: Worker, open_tasks: int) -> tuple[int, float, float, int, str]:
-        fresh = (
-            worker.location_at is not None
-            and worker.location_at >= fresh_after
-            and worker.lon is not None
-            and worker.lat is not None
-        )
-        steps = math.inf
-        if fresh:
-            assert worker.lon is not None and worker.lat is not None
-            metres = haversine_m(case.lon, case.lat, worker.lon, worker.lat)
-            steps = float(int(metres // DISTANCE_STEP_M))
-        return (
-            0 if skill is None or skill in (worker.skills or ()) else 1,
-            steps,
-            open_tasks / max(worker.capacity, 1),
-            order.get(worker.grid_code, len(order)),
-            worker.id,
-        )
-
-    for tier in tiers:
-        rows = await session.execute(select(Worker, load).where(Worker.on_duty.is_(True), tier))
-        found = [(rank(w, n), w) for w, n in rows if w.id not in exclude and n < w.capacity]
-        if found:
-            return [w for _, w in sorted(found, key=lambda pair: pair[0])]
-    return []
+    return ranking.pick(
+        search, case, rows, exclude=exclude, fresh_since=ranking.fresh_after(ctx, now)
+    )
 
 
-async def _available(session: AsyncSession, worker_id: str, case: Case) -> Worker | None:
-    """`worker_id` if on duty, under capacity and of the case's kind (its department, or a grid
-    worker), whatever tier they are in."""
-    worker = await session.get(Worker, worker_id)
-    if worker is None or not worker.on_duty or worker.department != case.department:
-        return None
-    return worker if await open_tasks(session, worker_id) < worker.capacity else None
-
-
-async def previous_refusers(session: AsyncSession, case_id: str) -> set[str]:
-    rows = await session.scalars(
+async def previous_refusers(uow: UnitOfWork, case_id: str) -> set[str]:
+    rows = await uow.session.scalars(
         select(Task.worker_id).where(
             Task.case_id == case_id,
             Task.status.in_(HANDED_BACK),
@@ -135,7 +63,7 @@ async def previous_refusers(session: AsyncSession, case_id: str) -> set[str]:
 
 
 async def offer_case(
-    session: AsyncSession,
+    uow: UnitOfWork,
     ctx: DispatchContext,
     case: Case,
     *,
@@ -150,44 +78,64 @@ async def offer_case(
     and a retry timer armed; the retry starts fresh, so earlier refusers are asked again.
     """
     now = ctx.clock.now()
-    exclude = set() if fresh_start else await previous_refusers(session, case.id)
-    pool = await candidates(session, ctx, case, exclude)
+    exclude = set() if fresh_start else await previous_refusers(uow, case.id)
+    pool = await candidates(uow, ctx, case, exclude)
     if not pool:
-        case.assignee_worker_id = None
-        if case.status not in AWAITING_OFFER:
-            case.status = CaseStatus.REPORTED
-        await append_case_event(
-            session,
-            case,
-            EventType.DISPATCH_FAILED,
-            actor=actor,
-            now=now,
-            data={"reason": "no_available_worker", "retry_in_s": ctx.sla.redispatch_retry_s},
-        )
-        pending = await session.scalar(
-            select(func.count())
-            .select_from(SlaTimer)
-            .where(
-                SlaTimer.case_id == case.id,
-                SlaTimer.kind == TimerKind.REDISPATCH,
-                SlaTimer.state == TimerState.ARMED,
-            )
-        )
-        if not pending:
-            timers.arm_after(
-                session,
-                case_id=case.id,
-                kind=TimerKind.REDISPATCH,
-                seconds=ctx.sla.redispatch_retry_s,
-                now=now,
-            )
+        await _nobody(uow, ctx, case, actor=actor)
         return None
-    worker = next((w for w in pool if w.id == prefer), None)
-    if worker is None and prefer is not None:
-        worker = await _available(session, prefer, case)
-    worker = worker or pool[0]
-    policy = await policy_for(session, case.category, case.priority)
-    accept_s = policy.accept_s if policy else 600
+    if prefer is not None and all(w.id != prefer for w in pool):
+        preferred = await uow.session.get(Worker, prefer)
+        if preferred is not None and ranking.may_take(case, preferred, preferred.open_tasks):
+            pool.insert(0, preferred)
+    ordered = sorted(pool, key=lambda w: w.id != prefer)  # stable: the rest keep their rank
+    for worker in ordered:
+        if await take_slot(uow, worker.id):
+            break
+    else:  # every candidate's last slot was taken by another dispatcher meanwhile
+        await _nobody(uow, ctx, case, actor=actor)
+        return None
+    policy = await policy_for(uow, case.category, case.priority)
+    task, timer, data = offer(case, worker, policy.accept_s if policy else DEFAULT_ACCEPT_S, now)
+    uow.session.add(task)
+    await uow.session.flush()
+    uow.session.add(timer)
+    append_case_event(uow, case, EventType.TASK_OFFERED, actor=actor, now=now, data=data)
+    return task
+
+
+async def _nobody(uow: UnitOfWork, ctx: DispatchContext, case: Case, *, actor: str) -> None:
+    """Nobody can be offered the case: it waits (DispatchFailed) with one retry timer armed."""
+    now = ctx.clock.now()
+    case.assignee_worker_id = None
+    if case.status not in AWAITING_OFFER:
+        case.status = CaseStatus.REPORTED
+    append_case_event(
+        uow, case, EventType.DISPATCH_FAILED, actor=actor, now=now, data=nobody_data(ctx)
+    )
+    pending = await uow.session.scalar(
+        select(func.count())
+        .select_from(SlaTimer)
+        .where(
+            SlaTimer.case_id == case.id,
+            SlaTimer.kind == TimerKind.REDISPATCH,
+            SlaTimer.state == TimerState.ARMED,
+        )
+    )
+    if not pending:
+        timers.arm_after(
+            uow,
+            case_id=case.id,
+            kind=TimerKind.REDISPATCH,
+            seconds=ctx.sla.redispatch_retry_s,
+            now=now,
+        )
+
+
+def offer(
+    case: Case, worker: Worker, accept_s: int, now: datetime
+) -> tuple[Task, SlaTimer, dict[str, Any]]:
+    """Make `worker` the case's assignee with a new offer (a slot already taken): the task, its
+    acceptance timer and the TaskOffered event's data, as new rows."""
     task = Task(
         id=str(uuid.uuid4()),
         case_id=case.id,
@@ -195,13 +143,15 @@ async def offer_case(
         status=TaskStatus.OFFERED,
         offered_at=now,
         accept_due_at=now + timedelta(seconds=accept_s),
+        accepted_at=None,
+        arrived_at=None,
+        resolved_at=None,
+        ended_at=None,
+        note=None,
     )
-    session.add(task)
-    await session.flush()
     case.status = CaseStatus.DISPATCHED
     case.assignee_worker_id = worker.id
-    timers.arm(
-        session,
+    timer = timers.timer(
         case_id=case.id,
         task_id=task.id,
         kind=TimerKind.ACCEPT,
@@ -209,19 +159,32 @@ async def offer_case(
         now=now,
         goal_s=accept_s,
     )
-    await append_case_event(
-        session,
-        case,
-        EventType.TASK_OFFERED,
-        actor=actor,
-        now=now,
-        data={
-            "task_id": task.id,
-            "worker_id": worker.id,
-            "worker_name": worker.name,
-            "worker_grid": worker.grid_code,
-            "department": worker.department,
-            "accept_due_at": task.accept_due_at.isoformat(),
-        },
-    )
-    return task
+    data = {
+        "task_id": task.id,
+        "worker_id": worker.id,
+        "worker_name": worker.name,
+        "worker_grid": worker.grid_code,
+        "department": worker.department,
+        "accept_due_at": task.accept_due_at.isoformat(),
+    }
+    return task, timer, data
+
+
+def nobody_data(ctx: DispatchContext) -> dict[str, Any]:
+    """DispatchFailed: nobody could be offered the case; a retry timer asks again."""
+    return {"reason": "no_available_worker", "retry_in_s": ctx.sla.redispatch_retry_s}
+
+
+async def end_task(
+    uow: UnitOfWork, task: Task, status: TaskStatus, now: datetime, note: str | None = None
+) -> None:
+    """The task ends (declined, expired, returned, taken away or resolved): its worker's slot
+    is given back."""
+    task.status = status
+    if status is TaskStatus.RESOLVED:
+        task.resolved_at = now
+    else:
+        task.ended_at = now
+    if note is not None:
+        task.note = note
+    await give_back_slot(uow, task.worker_id)

@@ -12,26 +12,32 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import topics
 from app.core.bus import Bus, Consumer, EmbeddedBus, Message, start_consumer
 from app.core.db import Database
 from app.core.devices import prune_signatures
-from app.core.events import EventEnvelope, EventType, enqueue
+from app.core.events import EventEnvelope, EventType, ReportReceivedData, enqueue
 from app.core.models import ProcessedEvent
 from app.core.outbox import prune_idempotency_keys, prune_outbox
 from app.core.shutdown import bounded
-from dispatch import sla
+from app.core.uow import UnitOfWork
+from dispatch import commands, sla
+from dispatch.commands import Command, DispatchReport
 from dispatch.context import DispatchContext
-from dispatch.intake import handle_report_received
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[AsyncSession, DispatchContext, EventEnvelope], Awaitable[None]]
-HANDLERS: dict[EventType, Handler] = {EventType.REPORT_RECEIVED: handle_report_received}
+# What each consumed event asks of the engine (dispatch/commands.py); other types are recorded
+# as processed and otherwise ignored.
+COMMANDS: dict[EventType, Callable[[EventEnvelope], Command[Any]]] = {
+    EventType.REPORT_RECEIVED: lambda e: DispatchReport(
+        ReportReceivedData.model_validate(e.data).report_id
+    ),
+}
 
 DISPATCHER_GROUP = "gridflow-dispatcher"
 
@@ -104,33 +110,33 @@ class Engine:
 
     async def process(self, message: Message) -> bool:
         """Apply one message in one transaction. False if it had been applied before."""
-        async with self.db.transaction() as session:
-            return await self._apply(session, message)
+        async with self.db.transaction() as uow:
+            return await self._apply(uow, message)
 
     async def process_batch(self, messages: list[Message]) -> int:
         """Apply a fetched batch in one transaction: one commit for many messages, and the
         categories and policies they share loaded once. Each message is still recorded by its
         event id. Any failure rolls back the whole batch; the caller then goes one by one."""
-        async with self.db.transaction() as session:
+        async with self.db.transaction() as uow:
             applied = 0
             for message in messages:
-                applied += await self._apply(session, message)
+                applied += await self._apply(uow, message)
             return applied
 
-    async def _apply(self, session: AsyncSession, message: Message) -> bool:
+    async def _apply(self, uow: UnitOfWork, message: Message) -> bool:
         envelope = EventEnvelope.model_validate(message.value)
-        if await session.get(ProcessedEvent, (self.group_id, envelope.event_id)):
+        if await uow.session.get(ProcessedEvent, (self.group_id, envelope.event_id)):
             return False
-        session.add(
+        uow.session.add(
             ProcessedEvent(
                 group_id=self.group_id,
                 event_id=envelope.event_id,
                 processed_at=self.ctx.clock.now(),
             )
         )
-        handler = HANDLERS.get(envelope.type)
-        if handler is not None:
-            await handler(session, self.ctx, envelope)
+        command = COMMANDS.get(envelope.type)
+        if command is not None:
+            await commands.handle(uow, self.ctx, command(envelope))
         return True
 
     async def _until_db_answers(self, action: Callable[[], Awaitable[object]]) -> Exception | None:
@@ -177,9 +183,9 @@ class Engine:
 
     async def _dead_letter(self, message: Message, exc: Exception) -> None:
         envelope = EventEnvelope.model_validate(message.value)
-        async with self.db.transaction() as session:
+        async with self.db.transaction() as uow:
             enqueue(
-                session,
+                uow,
                 topics.DEAD_LETTER,
                 message.key,
                 envelope.model_copy(

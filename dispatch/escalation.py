@@ -22,14 +22,14 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.events import EventType, append_case_event
 from app.core.models import Case, Category, Department, SlaTimer, Task
 from app.core.policies import policy_for
 from app.core.states import REFUSED, REOFFERABLE, CaseStatus, TaskStatus, TimerKind
+from app.core.uow import UnitOfWork
 from dispatch import timers
-from dispatch.assignment import offer_case
+from dispatch.assignment import end_task, offer_case
 from dispatch.context import DispatchContext
 from geo import GridLevel
 
@@ -41,13 +41,13 @@ NOTIFY_LEVELS = {
 }
 
 
-async def recipient(session: AsyncSession, ctx: DispatchContext, case: Case, action: str) -> str:
+async def recipient(uow: UnitOfWork, ctx: DispatchContext, case: Case, action: str) -> str:
     """Whom a notifying step reaches: a grid's or department's responsible party (its name or
     code when none is recorded)."""
     if action == "notify_department":
-        category = await session.get(Category, case.category)
+        category = await uow.session.get(Category, case.category)
         code = case.department or (category.department if category else None)
-        department = await session.get(Department, code) if code else None
+        department = await uow.session.get(Department, code) if code else None
         if department is None:
             return code or "operations centre"
         return department.responsible or department.name
@@ -63,7 +63,7 @@ async def recipient(session: AsyncSession, ctx: DispatchContext, case: Case, act
 
 
 async def raise_level(
-    session: AsyncSession,
+    uow: UnitOfWork,
     ctx: DispatchContext,
     case: Case,
     event: EventType,
@@ -72,8 +72,8 @@ async def raise_level(
     """Raise the case's escalation level and record why (a breach, an escalation step), with
     the new level in the event."""
     case.escalation_level += 1
-    await append_case_event(
-        session,
+    append_case_event(
+        uow,
         case,
         event,
         actor=ACTOR,
@@ -83,14 +83,12 @@ async def raise_level(
 
 
 async def _record(
-    session: AsyncSession, ctx: DispatchContext, case: Case, data: dict[str, object]
+    uow: UnitOfWork, ctx: DispatchContext, case: Case, data: dict[str, object]
 ) -> None:
-    await raise_level(
-        session, ctx, case, EventType.CASE_ESCALATED, {**data, "priority": case.priority}
-    )
+    await raise_level(uow, ctx, case, EventType.CASE_ESCALATED, {**data, "priority": case.priority})
 
 
-async def step(session: AsyncSession, ctx: DispatchContext, case: Case, timer: SlaTimer) -> None:
+async def step(uow: UnitOfWork, ctx: DispatchContext, case: Case, timer: SlaTimer) -> None:
     """Take the escalation step `timer` stands for (its clock is breached and still open)."""
     action = timer.action or ""
     data: dict[str, object] = {
@@ -101,47 +99,45 @@ async def step(session: AsyncSession, ctx: DispatchContext, case: Case, timer: S
     if action == "raise_priority":
         data["priority_from"] = case.priority
         case.priority = max(1, case.priority - 1)
-        await _record(session, ctx, case, data)
+        await _record(uow, ctx, case, data)
     elif action == "reoffer":
-        await _reoffer(session, ctx, case, data)
+        await _reoffer(uow, ctx, case, data)
     elif action in ("notify_grid_leader", "notify_street_office", "notify_department"):
-        data["to"] = await recipient(session, ctx, case, action)
-        await _record(session, ctx, case, data)
+        data["to"] = await recipient(uow, ctx, case, action)
+        await _record(uow, ctx, case, data)
     else:
         log.warning("case %s: unknown escalation action %r", case.id, action)
 
 
 async def _reoffer(
-    session: AsyncSession, ctx: DispatchContext, case: Case, data: dict[str, object]
+    uow: UnitOfWork, ctx: DispatchContext, case: Case, data: dict[str, object]
 ) -> None:
     now = ctx.clock.now()
-    task = await session.scalar(
+    task = await uow.session.scalar(
         select(Task).where(
             Task.case_id == case.id,
             Task.status.in_(REOFFERABLE),
         )
     )
     if task is not None:
-        task.status = TaskStatus.CANCELLED
-        task.ended_at = now
-        task.note = "re-offered on escalation"
+        await end_task(uow, task, TaskStatus.CANCELLED, now, note="re-offered on escalation")
         await timers.cancel(
-            session, case_id=case.id, now=now, kinds=[TimerKind.ACCEPT], task_id=task.id
+            uow, case_id=case.id, now=now, kinds=[TimerKind.ACCEPT], task_id=task.id
         )
         data["from_worker_id"] = task.worker_id
-    await _record(session, ctx, case, data)
+    await _record(uow, ctx, case, data)
     case.status = CaseStatus.REPORTED
     case.assignee_worker_id = None
-    await offer_case(session, ctx, case, actor=ACTOR)
+    await offer_case(uow, ctx, case, actor=ACTOR)
 
 
-async def after_refusal(session: AsyncSession, ctx: DispatchContext, case: Case) -> None:
+async def after_refusal(uow: UnitOfWork, ctx: DispatchContext, case: Case) -> None:
     """Call the grid leader (a department case: its department) once, when the case has been
     declined or let expire `max_refusals` times."""
-    policy = await policy_for(session, case.category, case.priority)
+    policy = await policy_for(uow, case.category, case.priority)
     if policy is None:
         return
-    refusals = await session.scalar(
+    refusals = await uow.session.scalar(
         select(func.count())
         .select_from(Task)
         .where(
@@ -153,13 +149,13 @@ async def after_refusal(session: AsyncSession, ctx: DispatchContext, case: Case)
         return  # below the limit, or the call was made at the limit already
     action = "notify_department" if case.department else "notify_grid_leader"
     await _record(
-        session,
+        uow,
         ctx,
         case,
         {
             "reason": "refusals",
             "refusals": refusals,
             "action": action,
-            "to": await recipient(session, ctx, case, action),
+            "to": await recipient(uow, ctx, case, action),
         },
     )

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from app.core.case_queries import open_case_for_device
-from app.core.events import EventEnvelope, EventType, ReportReceivedData, append_case_event
+from app.core.events import EventType, append_case_event
 from app.core.models import Case, Category, Report
 from app.core.policies import policy_for
 from app.core.states import CaseStatus, TimerKind
+from app.core.uow import UnitOfWork
 from dispatch import timers
 from dispatch.assignment import offer_case
 from dispatch.context import DispatchContext
@@ -31,22 +30,19 @@ def located(ctx: DispatchContext, report: Report) -> tuple[str, int]:
     return ctx.place(report.grid_code, report.grid_set_version, report.lon, report.lat)
 
 
-async def handle_report_received(
-    session: AsyncSession, ctx: DispatchContext, envelope: EventEnvelope
-) -> None:
-    data = ReportReceivedData.model_validate(envelope.data)
-    report = await session.get(Report, data.report_id)
+async def dispatch_report(uow: UnitOfWork, ctx: DispatchContext, report_id: str) -> None:
+    report = await uow.session.get(Report, report_id)
     if report is None:
-        raise UnknownReport(data.report_id)
+        raise UnknownReport(report_id)
     if report.case_id is not None:
         return
     now = ctx.clock.now()
     if report.device_id is not None:
-        existing = await open_case_for_device(session, report.device_id, report.category)
+        existing = await open_case_for_device(uow.session, report.device_id, report.category)
         if existing is not None:
             report.case_id = existing.id
-            await append_case_event(
-                session,
+            append_case_event(
+                uow,
                 existing,
                 EventType.REPORT_MERGED,
                 actor=ACTOR,
@@ -58,8 +54,8 @@ async def handle_report_received(
                 },
             )
             return
-    category = await session.get(Category, report.category)
-    policy = await policy_for(session, report.category, category.priority) if category else None
+    category = await uow.session.get(Category, report.category)
+    policy = await policy_for(uow, report.category, category.priority) if category else None
     if category is None or policy is None:
         raise UnknownReport(f"category {report.category} of report {report.id} has no policy")
     opened_at = report.created_at
@@ -80,12 +76,12 @@ async def handle_report_received(
         created_at=opened_at,
         updated_at=now,
     )
-    session.add(case)
-    await session.flush()
+    uow.session.add(case)
+    await uow.session.flush()
     report.case_id = case.id
-    due = timers.arm_clocks(session, ctx, policy, case_id=case.id, start=opened_at)
-    await append_case_event(
-        session,
+    due = timers.arm_clocks(uow, ctx, policy, case_id=case.id, start=opened_at)
+    append_case_event(
+        uow,
         case,
         EventType.CASE_OPENED,
         actor=ACTOR,
@@ -104,4 +100,4 @@ async def handle_report_received(
             "close_due_at": due[TimerKind.CLOSE].isoformat(),
         },
     )
-    await offer_case(session, ctx, case, actor=ACTOR, fresh_start=True)  # nobody refused yet
+    await offer_case(uow, ctx, case, actor=ACTOR, fresh_start=True)  # nobody refused yet

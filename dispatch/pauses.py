@@ -12,27 +12,27 @@ case events, in the case's sealed history.
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import CaseNotFound, InvalidTransition
 from app.core.events import EventType, append_case_event
 from app.core.models import Case, SlaTimer
 from app.core.policies import policy_for
 from app.core.states import PAUSABLE, PauseKind, TimerKind, TimerState, family
+from app.core.uow import UnitOfWork
 from dispatch.context import DispatchContext
 
 CLOCKS = family(TimerKind.ON_SITE, TimerKind.CLOSE, TimerKind.VERIFY)
 
 
-async def _load(session: AsyncSession, case_id: str) -> Case:
-    case = await session.get(Case, case_id, with_for_update=True)
+async def _load(uow: UnitOfWork, case_id: str) -> Case:
+    case = await uow.session.get(Case, case_id, with_for_update=True)
     if case is None:
         raise CaseNotFound(f"case {case_id} does not exist")
     return case
 
 
-async def _clocks(session: AsyncSession, case: Case, state: TimerState) -> list[SlaTimer]:
-    rows = await session.scalars(
+async def _clocks(uow: UnitOfWork, case: Case, state: TimerState) -> list[SlaTimer]:
+    rows = await uow.session.scalars(
         select(SlaTimer).where(
             SlaTimer.case_id == case.id,
             SlaTimer.state == state,
@@ -43,7 +43,7 @@ async def _clocks(session: AsyncSession, case: Case, state: TimerState) -> list[
 
 
 async def pause(
-    session: AsyncSession,
+    uow: UnitOfWork,
     ctx: DispatchContext,
     case_id: str,
     *,
@@ -51,20 +51,20 @@ async def pause(
     reason: str,
     actor: str,
 ) -> Case:
-    case = await _load(session, case_id)
+    case = await _load(uow, case_id)
     if case.paused_at is not None:
         raise InvalidTransition("the case's clocks are already stopped", state="paused")
     if case.status not in PAUSABLE:
         raise InvalidTransition(f"a {case.status} case has no running clock", state=case.status)
     now = ctx.clock.now()
-    policy = await policy_for(session, case.category, case.priority)
+    policy = await policy_for(uow, case.category, case.priority)
     calendar = ctx.calendar(policy.calendar if policy else "24x7")
-    for timer in await _clocks(session, case, TimerState.ARMED):
+    for timer in await _clocks(uow, case, TimerState.ARMED):
         timer.paused_remaining_s = max(0.0, calendar.elapsed(now, timer.due_at))
         timer.state = TimerState.PAUSED
     case.paused_at, case.pause_kind = now, kind
-    await append_case_event(
-        session,
+    append_case_event(
+        uow,
         case,
         EventType.SLA_PAUSED,
         actor=actor,
@@ -74,26 +74,26 @@ async def pause(
     return case
 
 
-async def resume(session: AsyncSession, ctx: DispatchContext, case_id: str, *, actor: str) -> Case:
-    case = await _load(session, case_id)
+async def resume(uow: UnitOfWork, ctx: DispatchContext, case_id: str, *, actor: str) -> Case:
+    case = await _load(uow, case_id)
     if case.paused_at is None:
         raise InvalidTransition("the case's clocks are running", state=case.status)
-    await _end(session, ctx, case, actor=actor, ended_by=None)
+    await _end(uow, ctx, case, actor=actor, ended_by=None)
     return case
 
 
 async def end_with_the_work(
-    session: AsyncSession, ctx: DispatchContext, case: Case, *, actor: str, ended_by: str
+    uow: UnitOfWork, ctx: DispatchContext, case: Case, *, actor: str, ended_by: str
 ) -> None:
     """Work done on a case whose clocks are stopped (resolved, verified, closed) ends the pause
     too: SlaResumed with `ended_by`, and the stopped clocks stay stopped (the caller meets or
     cancels them)."""
     if case.paused_at is not None:
-        await _end(session, ctx, case, actor=actor, ended_by=ended_by)
+        await _end(uow, ctx, case, actor=actor, ended_by=ended_by)
 
 
 async def _end(
-    session: AsyncSession,
+    uow: UnitOfWork,
     ctx: DispatchContext,
     case: Case,
     *,
@@ -102,10 +102,10 @@ async def _end(
 ) -> None:
     assert case.paused_at is not None
     now = ctx.clock.now()
-    policy = await policy_for(session, case.category, case.priority)
+    policy = await policy_for(uow, case.category, case.priority)
     calendar = ctx.calendar(policy.calendar if policy else "24x7")
     if ended_by is None:
-        for timer in await _clocks(session, case, TimerState.PAUSED):
+        for timer in await _clocks(uow, case, TimerState.PAUSED):
             timer.due_at = calendar.add(now, timer.paused_remaining_s or 0.0)
             timer.state = TimerState.ARMED
             timer.paused_remaining_s = None
@@ -114,4 +114,4 @@ async def _end(
     if ended_by is not None:
         data["ended_by"] = ended_by
     case.paused_at, case.pause_kind = None, None
-    await append_case_event(session, case, EventType.SLA_RESUMED, actor=actor, now=now, data=data)
+    append_case_event(uow, case, EventType.SLA_RESUMED, actor=actor, now=now, data=data)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import Database
 from app.core.events import EventType, append_case_event
@@ -31,8 +30,9 @@ from app.core.states import (
     TimerState,
     clock_running,
 )
+from app.core.uow import UnitOfWork
 from dispatch import escalation
-from dispatch.assignment import offer_case
+from dispatch.assignment import end_task, offer_case
 from dispatch.cases import close_case
 from dispatch.context import DispatchContext
 from dispatch.escalation import after_refusal
@@ -48,8 +48,8 @@ async def sweep(db: Database, ctx: DispatchContext, *, limit: int = 500) -> int:
         now = ctx.clock.now()
         timer_id: int | None = None
         try:
-            async with db.transaction() as session:
-                timer = await session.scalar(
+            async with db.transaction() as uow:
+                timer = await uow.session.scalar(
                     select(SlaTimer)
                     .where(SlaTimer.state == TimerState.ARMED, SlaTimer.due_at <= now)
                     .order_by(SlaTimer.due_at, SlaTimer.id)
@@ -61,66 +61,65 @@ async def sweep(db: Database, ctx: DispatchContext, *, limit: int = 500) -> int:
                 timer_id = timer.id
                 timer.state = TimerState.FIRED
                 timer.fired_at = now
-                await fire(session, ctx, timer)
+                await fire(uow, ctx, timer)
         except Exception:
             if timer_id is None:
                 raise
             # A timer that cannot be handled must not stall the clock for every other case.
             log.exception("SLA timer %s failed; marking it failed", timer_id)
-            async with db.transaction() as session:
-                await session.execute(
+            async with db.transaction() as uow:
+                await uow.session.execute(
                     update(SlaTimer).where(SlaTimer.id == timer_id).values(state=TimerState.FAILED)
                 )
         fired += 1
     return fired
 
 
-async def fire(session: AsyncSession, ctx: DispatchContext, timer: SlaTimer) -> None:
-    case = await session.get(Case, timer.case_id, with_for_update=True)
+async def fire(uow: UnitOfWork, ctx: DispatchContext, timer: SlaTimer) -> None:
+    case = await uow.session.get(Case, timer.case_id, with_for_update=True)
     if case is None:
         return
     kind = TimerKind(timer.kind)
     now = ctx.clock.now()
     if kind is TimerKind.ACCEPT:
-        task = await session.get(Task, timer.task_id) if timer.task_id else None
+        task = await uow.session.get(Task, timer.task_id) if timer.task_id else None
         if task is None or task.status != TaskStatus.OFFERED:
             return
-        task.status = TaskStatus.EXPIRED
-        task.ended_at = now
-        await append_case_event(
-            session,
+        await end_task(uow, task, TaskStatus.EXPIRED, now)
+        append_case_event(
+            uow,
             case,
             EventType.TASK_EXPIRED,
             actor=ACTOR,
             now=now,
             data={"task_id": task.id, "worker_id": task.worker_id},
         )
-        await after_refusal(session, ctx, case)
-        await offer_case(session, ctx, case, actor=ACTOR)
+        await after_refusal(uow, ctx, case)
+        await offer_case(uow, ctx, case, actor=ACTOR)
     elif kind.clock in CLOCK_FAMILY:
         if not clock_running(kind.clock, case.status):
             return
         if kind in CLOCK_FAMILY:
-            await _breach(session, ctx, case, timer)
+            await _breach(uow, ctx, case, timer)
         elif kind is CLOCK_FAMILY[kind.clock][0]:
-            await _warn(session, ctx, case, timer)
+            await _warn(uow, ctx, case, timer)
         else:
-            await escalation.step(session, ctx, case, timer)
+            await escalation.step(uow, ctx, case, timer)
     elif kind is TimerKind.FEEDBACK and case.status == CaseStatus.RESOLVED:
-        await close_case(session, ctx, case, actor=ACTOR, reason="feedback_window_elapsed")
+        await close_case(uow, ctx, case, actor=ACTOR, reason="feedback_window_elapsed")
     elif kind is TimerKind.REDISPATCH and case.status in AWAITING_OFFER:
-        active = await session.scalar(
+        active = await uow.session.scalar(
             select(Task.id).where(Task.case_id == case.id, Task.status.in_(ACTIVE_TASK))
         )
         if active is None:
-            await offer_case(session, ctx, case, actor=ACTOR, fresh_start=True)
+            await offer_case(uow, ctx, case, actor=ACTOR, fresh_start=True)
 
 
-async def _warn(session: AsyncSession, ctx: DispatchContext, case: Case, timer: SlaTimer) -> None:
+async def _warn(uow: UnitOfWork, ctx: DispatchContext, case: Case, timer: SlaTimer) -> None:
     clock = TimerKind(timer.kind).clock
-    policy = await policy_for(session, case.category, case.priority)
+    policy = await policy_for(uow, case.category, case.priority)
     warn_at = ctx.warn_at(policy)
-    due = await session.scalar(
+    due = await uow.session.scalar(
         select(SlaTimer.due_at).where(
             SlaTimer.case_id == case.id,
             SlaTimer.kind == clock,
@@ -129,8 +128,8 @@ async def _warn(session: AsyncSession, ctx: DispatchContext, case: Case, timer: 
     )
     if due is None:
         return  # the clock itself has stopped
-    await append_case_event(
-        session,
+    append_case_event(
+        uow,
         case,
         EventType.SLA_WARNING,
         actor=ACTOR,
@@ -145,9 +144,9 @@ async def _warn(session: AsyncSession, ctx: DispatchContext, case: Case, timer: 
     )
 
 
-async def _breach(session: AsyncSession, ctx: DispatchContext, case: Case, timer: SlaTimer) -> None:
+async def _breach(uow: UnitOfWork, ctx: DispatchContext, case: Case, timer: SlaTimer) -> None:
     await escalation.raise_level(
-        session,
+        uow,
         ctx,
         case,
         EventType.SLA_BREACHED,

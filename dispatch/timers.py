@@ -6,15 +6,43 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.models import SlaPolicy, SlaTimer
 from app.core.states import CLOCK_FAMILY, LIVE_TIMER, TimerKind, TimerState
+from app.core.uow import UnitOfWork
 from dispatch.context import DispatchContext
 
 
+def timer(
+    *,
+    case_id: str,
+    kind: TimerKind,
+    due_at: datetime,
+    now: datetime,
+    task_id: str | None = None,
+    goal_s: int | None = None,
+    step: int | None = None,
+    action: str | None = None,
+) -> SlaTimer:
+    """A new armed timer row, not yet added anywhere (every column set: the batched engine
+    writes it with a plain INSERT)."""
+    return SlaTimer(
+        case_id=case_id,
+        task_id=task_id,
+        kind=kind,
+        due_at=due_at,
+        state=TimerState.ARMED,
+        created_at=now,
+        fired_at=None,
+        paused_remaining_s=None,
+        goal_s=goal_s,
+        step=step,
+        action=action,
+    )
+
+
 def arm(
-    session: AsyncSession,
+    uow: UnitOfWork,
     *,
     case_id: str,
     kind: TimerKind,
@@ -23,21 +51,13 @@ def arm(
     task_id: str | None = None,
     goal_s: int | None = None,
 ) -> SlaTimer:
-    timer = SlaTimer(
-        case_id=case_id,
-        task_id=task_id,
-        kind=kind,
-        due_at=due_at,
-        state=TimerState.ARMED,
-        created_at=now,
-        goal_s=goal_s,
-    )
-    session.add(timer)
-    return timer
+    row = timer(case_id=case_id, kind=kind, due_at=due_at, now=now, task_id=task_id, goal_s=goal_s)
+    uow.session.add(row)
+    return row
 
 
 def arm_after(
-    session: AsyncSession,
+    uow: UnitOfWork,
     *,
     case_id: str,
     kind: TimerKind,
@@ -46,7 +66,7 @@ def arm_after(
     task_id: str | None = None,
 ) -> SlaTimer:
     return arm(
-        session,
+        uow,
         case_id=case_id,
         kind=kind,
         due_at=now + timedelta(seconds=seconds),
@@ -56,7 +76,7 @@ def arm_after(
 
 
 async def cancel(
-    session: AsyncSession,
+    uow: UnitOfWork,
     *,
     case_id: str,
     kinds: Iterable[TimerKind],
@@ -76,21 +96,20 @@ async def cancel(
     )
     if task_id is not None:
         stmt = stmt.where(SlaTimer.task_id == task_id)
-    await session.execute(stmt)
+    await uow.session.execute(stmt)
 
 
-def arm_clocks(
-    session: AsyncSession,
+def clock_timers(
     ctx: DispatchContext,
     policy: SlaPolicy,
     *,
     case_id: str,
     start: datetime,
     clocks: Iterable[TimerKind] = (TimerKind.ON_SITE, TimerKind.CLOSE),
-) -> dict[TimerKind, datetime]:
-    """Arm a case's clocks from `start` in the policy's calendar, each with its warning at
-    `warn_at` of the way and its escalation steps (each `after_s` past its due time). Returns
-    each clock's due time."""
+) -> tuple[list[SlaTimer], dict[TimerKind, datetime]]:
+    """A case's clocks from `start` in the policy's calendar, each with its warning at
+    `warn_at` of the way and its escalation steps (each `after_s` past its due time, with its
+    place in the chain and its action fixed now), as new rows; and each clock's due time."""
     calendar, now = ctx.calendar(policy.calendar), ctx.clock.now()
     warn_at = ctx.warn_at(policy)
     goals = {
@@ -98,6 +117,7 @@ def arm_clocks(
         TimerKind.CLOSE: policy.close_s,
         TimerKind.VERIFY: policy.verify_s,
     }
+    rows: list[SlaTimer] = []
     dues = {}
     for clock in clocks:
         goal = goals[clock]
@@ -105,24 +125,37 @@ def arm_clocks(
             continue
         warning, escalation = CLOCK_FAMILY[clock]
         due = calendar.add(start, goal)
-        arm(session, case_id=case_id, kind=clock, due_at=due, now=now, goal_s=goal)
+        rows.append(timer(case_id=case_id, kind=clock, due_at=due, now=now, goal_s=goal))
         if 0 < warn_at < 1:
-            arm(
-                session,
-                case_id=case_id,
-                kind=warning,
-                due_at=calendar.add(start, goal * warn_at),
-                now=now,
-            )
+            warn_due = calendar.add(start, goal * warn_at)
+            rows.append(timer(case_id=case_id, kind=warning, due_at=warn_due, now=now))
         for i, step in enumerate(policy.escalation):
             if step.get("clock") == clock.value:
-                timer = arm(
-                    session,
-                    case_id=case_id,
-                    kind=escalation,
-                    due_at=calendar.add(due, float(step.get("after_s", 0))),
-                    now=now,
+                step_due = calendar.add(due, float(step.get("after_s", 0)))
+                rows.append(
+                    timer(
+                        case_id=case_id,
+                        kind=escalation,
+                        due_at=step_due,
+                        now=now,
+                        step=i,
+                        action=str(step.get("action")),
+                    )
                 )
-                timer.step, timer.action = i, str(step.get("action"))
         dues[clock] = due
+    return rows, dues
+
+
+def arm_clocks(
+    uow: UnitOfWork,
+    ctx: DispatchContext,
+    policy: SlaPolicy,
+    *,
+    case_id: str,
+    start: datetime,
+    clocks: Iterable[TimerKind] = (TimerKind.ON_SITE, TimerKind.CLOSE),
+) -> dict[TimerKind, datetime]:
+    """Arm a case's clocks (`clock_timers`); returns each clock's due time."""
+    rows, dues = clock_timers(ctx, policy, case_id=case_id, start=start, clocks=clocks)
+    uow.session.add_all(rows)
     return dues

@@ -15,12 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import update
 
 from app.core.errors import ValidationFailed
-from app.core.models import Department, Task, Worker
-from app.core.states import ACTIVE_TASK
+from app.core.models import Department, Worker
+from app.core.uow import UnitOfWork
 from dispatch.context import DispatchContext
 from geo import GridLevel
 
@@ -35,7 +34,7 @@ class Profile:
 
 
 async def save_profile(
-    session: AsyncSession, ctx: DispatchContext, worker_id: str, profile: Profile
+    uow: UnitOfWork, ctx: DispatchContext, worker_id: str, profile: Profile
 ) -> Worker:
     """Create or update a worker's profile. A new worker is off duty until their phone says
     otherwise. Refused (ValidationFailed) for a grid that is not a unit grid of
@@ -46,18 +45,21 @@ async def save_profile(
         raise ValidationFailed(
             f"{profile.grid_code} is not a unit grid of the live grid set", field="grid"
         )
-    if profile.department is not None and await session.get(Department, profile.department) is None:
+    if (
+        profile.department is not None
+        and await uow.session.get(Department, profile.department) is None
+    ):
         raise ValidationFailed(f"no department {profile.department}", field="department")
-    worker = await session.get(Worker, worker_id, with_for_update=True)
+    worker = await uow.session.get(Worker, worker_id, with_for_update=True)
     if worker is None:
         worker = Worker(id=worker_id, on_duty=False, created_at=ctx.clock.now())
-        session.add(worker)
+        uow.session.add(worker)
     worker.name = profile.name
     worker.grid_code = profile.grid_code
     worker.department = profile.department
     worker.skills = sorted(set(profile.skills))
     worker.capacity = profile.capacity
-    await session.flush()
+    await uow.session.flush()
     return worker
 
 
@@ -69,19 +71,35 @@ class StatusUpdate:
     device_time: datetime | None = None
 
 
-async def open_tasks(session: AsyncSession, worker_id: str) -> int:
-    count = await session.scalar(
-        select(func.count())
-        .select_from(Task)
-        .where(Task.worker_id == worker_id, Task.status.in_(ACTIVE_TASK))
+async def take_slot(uow: UnitOfWork, worker_id: str) -> bool:
+    """Take one of the worker's free slots for a new offer, if one is left. A conditional
+    UPDATE: a dispatcher that read the slot as free while another took it waits for the
+    other's row lock, finds it full and gets False (PostgreSQL re-checks the condition on the
+    newest row; SQLite has one writer)."""
+    taken = await uow.session.scalar(
+        update(Worker)
+        .where(Worker.id == worker_id, Worker.open_tasks < Worker.capacity)
+        .values(open_tasks=Worker.open_tasks + 1)
+        .returning(Worker.id)
+        .execution_options(synchronize_session="fetch")
     )
-    return int(count or 0)
+    return taken is not None
+
+
+async def give_back_slot(uow: UnitOfWork, worker_id: str) -> None:
+    """A task of the worker's ended (declined, expired, returned, taken away, resolved)."""
+    await uow.session.execute(
+        update(Worker)
+        .where(Worker.id == worker_id, Worker.open_tasks > 0)
+        .values(open_tasks=Worker.open_tasks - 1)
+        .execution_options(synchronize_session="fetch")
+    )
 
 
 async def set_status(
-    session: AsyncSession, ctx: DispatchContext, worker_id: str, update: StatusUpdate
+    uow: UnitOfWork, ctx: DispatchContext, worker_id: str, update: StatusUpdate
 ) -> Worker:
-    worker = await session.get(Worker, worker_id, with_for_update=True)
+    worker = await uow.session.get(Worker, worker_id, with_for_update=True)
     if worker is None:
         raise LookupError(worker_id)
     worker.on_duty = update.on_duty

@@ -23,7 +23,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import AUDIT_KEY
 from app.core.models import Case, CaseEvent
 
 GENESIS = "0" * 64
@@ -45,16 +44,6 @@ def chain_hash(key: bytes, prev: str, event: CaseEvent) -> str:
     ]
     text = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
-
-
-def seal(session: AsyncSession, case: Case, event: CaseEvent) -> None:
-    """Link `event` after the case's newest event and make it the case's head."""
-    key: bytes | None = session.info.get(AUDIT_KEY)
-    if key is None:
-        raise RuntimeError("this database has no audit key: case events cannot be sealed")
-    event.prev_hash = case.head_hash or GENESIS
-    event.hash = chain_hash(key, event.prev_hash, event)
-    case.head_hash = event.hash
 
 
 @dataclass(frozen=True)

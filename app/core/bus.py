@@ -158,7 +158,8 @@ class EmbeddedConsumer:
     async def commit(self, message: Message) -> None:
         if self.group_id is None:
             return
-        async with self._db.transaction() as s:
+        async with self._db.transaction() as uow:
+            s = uow.session
             row = await s.get(ConsumerOffset, (self.group_id, self.topic))
             now = datetime.now(UTC)
             if row is None:

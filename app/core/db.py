@@ -1,9 +1,9 @@
 """The database handle: engine, sessions, the one place transactions begin and commit.
 
-`transaction()` is the unit of work: it commits on success, rolls back on error, and only then
-tells listeners (the embedded bus) that new rows exist. SQLite allows one writer: write
-transactions here are serialised by an asyncio lock and begin IMMEDIATE, so a writer never meets
-a busy database half-way through. PostgreSQL needs neither.
+`transaction()` opens the unit of work (app/core/uow.py): it commits on success, rolls back on
+error, and only then tells listeners (the embedded bus) that new rows exist. SQLite allows one
+writer: write transactions here are serialised by an asyncio lock and begin IMMEDIATE, so a
+writer never meets a busy database half-way through. PostgreSQL needs neither.
 """
 
 from __future__ import annotations
@@ -25,22 +25,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from app.core.policies import PolicyBook
+from app.core.uow import UnitOfWork
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-
 OUTBOX_CHANNEL = "gridflow_outbox"
-AUDIT_KEY = "gridflow.audit_key"  # session.info: the key case events are sealed with
-BEFORE_COMMIT = "gridflow.before_commit"  # session.info: async hooks run just before commit
-OUTBOX_WRITTEN = "gridflow.outbox_written"  # session.info flag: this transaction wrote outbox rows
-
-
-def mark_outbox_written(session: AsyncSession) -> None:
-    session.info[OUTBOX_WRITTEN] = True
-
-
-async def _before_commit(session: AsyncSession) -> None:
-    for hook in session.info.pop(BEFORE_COMMIT, []):
-        await hook(session)
 
 
 class Database:
@@ -70,11 +60,9 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
-        # Sessions carry the key that seals case events (app/core/audit.py).
-        info = {AUDIT_KEY: audit_key} if audit_key else {}
-        self.sessions = async_sessionmaker(
-            self.engine, expire_on_commit=False, autoflush=True, info=info
-        )
+        self.audit_key = audit_key  # seals case events (app/core/audit.py)
+        self.policies = PolicyBook()  # this process's cached policy set
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
         self._write_lock = asyncio.Lock()
         self._after_commit: list[Callable[[], None]] = []
 
@@ -82,20 +70,22 @@ class Database:
         self._after_commit.append(listener)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self) -> AsyncIterator[UnitOfWork]:
         """One read-write unit of work. Commits when the block ends without an exception."""
         if self.serialize_writes:
             async with self._write_lock, self.sessions() as session:
                 if self.is_sqlite:
                     await session.connection(execution_options={"sqlite_immediate": True})
-                yield session
-                await _before_commit(session)
+                uow = UnitOfWork(session, self.audit_key, self.policies)
+                yield uow
+                await uow.flush()
                 await session.commit()
         else:
             async with self.sessions() as session:
-                yield session
-                await _before_commit(session)
-                if session.info.get(OUTBOX_WRITTEN):
+                uow = UnitOfWork(session, self.audit_key, self.policies)
+                yield uow
+                await uow.flush()
+                if uow.outbox_written:
                     # Delivered at commit to every listening relay, in any process.
                     await session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
                 await session.commit()

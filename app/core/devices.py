@@ -93,7 +93,8 @@ async def verify_request(
 async def remember_signature(db: Database, signature: str, key_id: str, now: datetime) -> None:
     """Record a verified signature; seeing it again within the window is a replay."""
     try:
-        async with db.transaction() as session:
+        async with db.transaction() as uow:
+            session = uow.session
             session.add(SeenSignature(signature=signature.lower(), key_id=key_id, seen_at=now))
     except IntegrityError as exc:
         raise Unauthorized("this signed request was already received (replay)") from exc
@@ -101,7 +102,8 @@ async def remember_signature(db: Database, signature: str, key_id: str, now: dat
 
 async def prune_signatures(db: Database, now: datetime) -> None:
     """Signatures older than twice the window can never be replayed: their timestamp is stale."""
-    async with db.transaction() as session:
+    async with db.transaction() as uow:
+        session = uow.session
         await session.execute(
             delete(SeenSignature).where(
                 SeenSignature.seen_at < now - timedelta(seconds=2 * WINDOW_S)

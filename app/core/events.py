@@ -1,8 +1,8 @@
 """Typed events and the two ways they are written: the case timeline and the outbox.
 
 Every change to a case appends one CaseEvent (its `id` is the feed cursor) and one outbox row
-on the case-events topic, in the caller's transaction. Delivery is at-least-once; consumers are
-idempotent by `event_id`.
+on the case-events topic, in the caller's unit of work (app/core/uow.py), which writes both just
+before it commits. Delivery is at-least-once; consumers are idempotent by `event_id`.
 """
 
 from __future__ import annotations
@@ -10,17 +10,15 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import topics
-from app.core.audit import seal
-from app.core.db import BEFORE_COMMIT, mark_outbox_written
-from app.core.models import Case, CaseEvent, OutboxMessage
+from app.core.models import Case, CaseEvent
 
-PENDING_EVENTS = "gridflow.pending_case_events"  # session.info: events awaiting their outbox rows
+if TYPE_CHECKING:
+    from app.core.uow import UnitOfWork
 
 
 class EventType(StrEnum):
@@ -81,14 +79,13 @@ def outbox_row(topic: str, key: str, envelope: EventEnvelope) -> dict[str, Any]:
     }
 
 
-def enqueue(session: AsyncSession, topic: str, key: str, envelope: EventEnvelope) -> None:
+def enqueue(uow: UnitOfWork, topic: str, key: str, envelope: EventEnvelope) -> None:
     """Add an outbox row; it is published only if the surrounding transaction commits."""
-    session.add(OutboxMessage(**outbox_row(topic, key, envelope)))
-    mark_outbox_written(session)
+    uow.add_outbox(outbox_row(topic, key, envelope))
 
 
-async def append_case_event(
-    session: AsyncSession,
+def append_case_event(
+    uow: UnitOfWork,
     case: Case,
     type: EventType,
     *,
@@ -96,7 +93,8 @@ async def append_case_event(
     now: datetime,
     data: dict[str, Any] | None = None,
 ) -> CaseEvent:
-    """Append the next event of `case` to its timeline and to the outbox."""
+    """Append the next event of `case` to its timeline and to the outbox: numbered and sealed
+    now, written when the unit of work flushes."""
     case.seq += 1
     case.updated_at = now
     row = CaseEvent(
@@ -111,29 +109,14 @@ async def append_case_event(
         category=case.category,
         data=data or {},
     )
-    seal(session, case, row)
-    session.add(row)
-    pending: list[CaseEvent] | None = session.info.get(PENDING_EVENTS)
-    if pending is None:
-        pending = session.info[PENDING_EVENTS] = []
-        session.info.setdefault(BEFORE_COMMIT, []).append(write_pending_outbox)
-    pending.append(row)
-    mark_outbox_written(session)
+    uow.seal(case, row)
+    uow.add_event(row)
     return row
 
 
-async def write_pending_outbox(session: AsyncSession) -> None:
-    """Run by the unit of work before it commits: one flush gives every case event of the
-    transaction its id (the feed cursor), then their outbox rows are added in one go, instead
-    of a flush per event."""
-    pending: list[CaseEvent] = session.info.pop(PENDING_EVENTS, [])
-    if not pending:
-        return
-    await session.flush()
-    session.add_all(
-        OutboxMessage(**outbox_row(topics.CASE_EVENTS, row.case_id, envelope_of(row)))
-        for row in pending
-    )
+def case_event_outbox_row(row: CaseEvent) -> dict[str, Any]:
+    """The outbox row that publishes a written case event (its id is set)."""
+    return outbox_row(topics.CASE_EVENTS, row.case_id, envelope_of(row))
 
 
 def envelope_of(row: CaseEvent) -> EventEnvelope:

@@ -156,7 +156,8 @@ async def import_grid_set(
             problems=[p.to_dict() for p in report.problems],
             warnings=[p.to_dict() for p in report.warnings],
         )
-    async with db.transaction() as session:
+    async with db.transaction() as uow:
+        session = uow.session
         version = await store_grid_set(session, report.grids, source=source, now=now)
     if live is not None:
         index = await asyncio.to_thread(GridIndex, report.grids, version, snap_m=live.snap_m)

@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -151,6 +152,7 @@ class SlaPolicy(Base):
 
 class Worker(Base):
     __tablename__ = "workers"
+    __table_args__ = (CheckConstraint("open_tasks >= 0", name="open_tasks_not_negative"),)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     grid_code: Mapped[str] = mapped_column(String(20), index=True)
@@ -160,9 +162,21 @@ class Worker(Base):
     location_at: Mapped[datetime | None]  # when the server received it
     location_device_at: Mapped[datetime | None]  # when the phone says it was taken
     capacity: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    # Tasks offered, accepted or on site: taken and given back only by dispatch/workers.py
+    # (`take_slot`, `give_back_slot`), so no two dispatchers can fill a worker's last slot twice.
+    open_tasks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     skills: Mapped[list[str]] = mapped_column(Json, default=list, server_default="[]")
     department: Mapped[str | None] = mapped_column(String(64), index=True)  # None: a grid worker
     created_at: Mapped[datetime]
+
+
+class PolicyDocumentVersion(Base):
+    """One row: the version of the stored policies and categories, raised by every change, so
+    engines cache them until it moves (app/core/policies.py)."""
+
+    __tablename__ = "policy_document"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
 
 
 class Device(Base):

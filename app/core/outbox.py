@@ -55,7 +55,8 @@ async def prune_outbox(db: Database, *, now: datetime, keep_s: int, embedded: bo
 async def _delete_in_chunks(db: Database, conditions: Sequence[ColumnElement[bool]]) -> int:
     total = 0
     while True:
-        async with db.transaction() as session:
+        async with db.transaction() as uow:
+            session = uow.session
             ids = list(
                 await session.scalars(
                     select(OutboxMessage.id)
@@ -73,7 +74,8 @@ async def _delete_in_chunks(db: Database, conditions: Sequence[ColumnElement[boo
 
 async def prune_idempotency_keys(db: Database, *, now: datetime, keep_s: int) -> int:
     cutoff = now - timedelta(seconds=keep_s)
-    async with db.transaction() as session:
+    async with db.transaction() as uow:
+        session = uow.session
         result = await session.execute(
             delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff)
         )

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.catalog import CATEGORIES, DEPARTMENTS, CategorySpec
 from app.core.errors import AppError
-from app.core.models import Category, Department, SlaPolicy
+from app.core.models import Category, Department, PolicyDocumentVersion, SlaPolicy
+from app.core.uow import UnitOfWork
 
 Clock = Literal["on_site", "close", "verify"]
 Action = Literal[
@@ -211,7 +212,8 @@ async def apply(session: AsyncSession, doc: PolicyDocument) -> int:
 
 
 async def add_policies(session: AsyncSession, doc: PolicyDocument) -> int:
-    """Store the document's categories (when new) and policies, replacing none."""
+    """Store the document's categories (when new) and policies, replacing none; the stored set
+    gets the next version (so every engine's cached copy is read again)."""
     for c in doc.categories:
         if await session.get(Category, c.code) is None:
             session.add(Category(**c.model_dump()))
@@ -220,6 +222,7 @@ async def add_policies(session: AsyncSession, doc: PolicyDocument) -> int:
         fields = p.model_dump()
         session.add(SlaPolicy(category_code=fields.pop("category"), **fields))
     await session.flush()
+    await bump_version(session)
     return len(doc.policies)
 
 
@@ -245,21 +248,71 @@ async def current(session: AsyncSession) -> PolicyDocument:
     )
 
 
-_NO_POLICY = "gridflow.no_policy_at"  # session.info: (category, priority) known to have none
+@dataclass(frozen=True)
+class PolicySet:
+    """One version of the stored categories and policies, read whole. Its rows are detached
+    copies, shared by every transaction that reads this version: never change them."""
+
+    version: int
+    categories: dict[str, Category]
+    policies: dict[tuple[str, int], SlaPolicy]
+
+    def policy(self, category: str, priority: int) -> SlaPolicy | None:
+        """The policy for a case: its category at its priority, else the category's default."""
+        found = self.policies.get((category, priority)) if priority != 0 else None
+        return found or self.policies.get((category, 0))
 
 
-async def policy_for(session: AsyncSession, category: str, priority: int) -> SlaPolicy | None:
-    """The policy for a case: its category at its priority, else the category's default.
+_VERSION = select(PolicyDocumentVersion.version).where(PolicyDocumentVersion.id == 1)
 
-    Found rows stay in the session's identity map; a priority with no policy of its own is
-    remembered for the session too, so a batch of cases asks the database once per kind."""
-    missing: set[tuple[str, int]] = session.info.setdefault(_NO_POLICY, set())
-    if priority != 0 and (category, priority) not in missing:
-        exact = await session.get(SlaPolicy, (category, priority))
-        if exact is not None:
-            return exact
-        missing.add((category, priority))
-    return await session.get(SlaPolicy, (category, 0))
+
+async def bump_version(session: AsyncSession) -> None:
+    """The stored set changed: the next version (the row lock orders concurrent changes)."""
+    await session.execute(
+        update(PolicyDocumentVersion)
+        .where(PolicyDocumentVersion.id == 1)
+        .values(version=PolicyDocumentVersion.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def read_policy_set(session: AsyncSession) -> PolicySet:
+    version = await session.scalar(_VERSION)
+    categories = {c.code: c for c in await session.scalars(select(Category))}
+    policies = {(p.category_code, p.priority): p for p in await session.scalars(select(SlaPolicy))}
+    return PolicySet(version or 0, categories, policies)
+
+
+class PolicyBook:
+    """The policy set as this process last read it. A unit of work asks the stored version
+    once (one small query) and reads the whole set again only when it has changed."""
+
+    def __init__(self) -> None:
+        self._set: PolicySet | None = None
+
+    async def current(self, session: AsyncSession) -> PolicySet:
+        version = await session.scalar(_VERSION)
+        if self._set is None or self._set.version != (version or 0):
+            self._set = await read_policy_set(session)
+        return self._set
+
+
+async def policy_set(uow: UnitOfWork) -> PolicySet:
+    """The policy set this unit of work sees (read at its first use)."""
+    if uow.policy_set is None:
+        uow.policy_set = await uow.book.current(uow.session)
+    return uow.policy_set
+
+
+async def policy_for(uow: UnitOfWork, category: str, priority: int) -> SlaPolicy | None:
+    """The policy for a case: its category at its priority, else the category's default."""
+    return (await policy_set(uow)).policy(category, priority)
+
+
+async def find_policy(session: AsyncSession, category: str, priority: int) -> SlaPolicy | None:
+    """`policy_for` for a read-only session, read from the tables."""
+    policy = await session.get(SlaPolicy, (category, priority)) if priority != 0 else None
+    return policy or await session.get(SlaPolicy, (category, 0))
 
 
 def bundled(specs: Iterable[CategorySpec] = CATEGORIES) -> PolicyDocument:

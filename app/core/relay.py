@@ -167,7 +167,8 @@ class OutboxRelay:
             ]
             await asyncio.gather(*pending)
             ids = [row[0] for row in rows]
-            async with self.db.transaction() as session:
+            async with self.db.transaction() as uow:
+                session = uow.session
                 await session.execute(
                     update(OutboxMessage)
                     .where(OutboxMessage.id.in_(ids))

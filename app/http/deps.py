@@ -2,7 +2,7 @@
 
 The unit of work is `Depends(..., scope="function")`: it commits after the handler returns and
 before the response is sent, so a 201 is only ever sent for a committed report. Declare body
-parsing dependencies before `UnitOfWork` in a handler's signature: FastAPI resolves them in that
+parsing dependencies before `UowDep` in a handler's signature: FastAPI resolves them in that
 order, so a slow upload never holds the database's write lock.
 """
 
@@ -21,6 +21,7 @@ from app.core.auth import Principal, Role
 from app.core.devices import remember_signature, verify_request
 from app.core.errors import Forbidden, RateLimited, Unauthorized
 from app.core.models import Device, Worker
+from app.core.uow import UnitOfWork
 from app.http.bodies import MAX_JSON_BYTES, read_limited
 from app.runtime import Runtime
 
@@ -33,9 +34,9 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_uow(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
-    async with runtime.db.transaction() as session:
-        yield session
+async def get_uow(runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
+    async with runtime.db.transaction() as uow:
+        yield uow
 
 
 async def get_reader(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
@@ -43,7 +44,7 @@ async def get_reader(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-UnitOfWork = Annotated[AsyncSession, Depends(get_uow, scope="function")]
+UowDep = Annotated[UnitOfWork, Depends(get_uow, scope="function")]
 Reader = Annotated[AsyncSession, Depends(get_reader, scope="function")]
 
 bearer = HTTPBearer(auto_error=False, description="A gridflow JWT (`gridflow token issue`).")

@@ -20,7 +20,7 @@ from app.core.models import (
     Task,
     Worker,
 )
-from app.core.policies import policy_for
+from app.core.policies import find_policy
 from app.core.states import (
     ACTIVE_TASK,
     DEADLINES,
@@ -51,7 +51,6 @@ from app.http.schemas import (
     WorkerProfileRead,
 )
 from dispatch.context import DispatchContext
-from dispatch.workers import open_tasks
 from geo import GridIndex, haversine_m
 
 # What a resident may see of an event's data: progress, never other people's identifiers.
@@ -163,7 +162,7 @@ async def deadlines(session: AsyncSession, case_id: str) -> Deadlines:
 async def sla_state(session: AsyncSession, ctx: DispatchContext, case: Case) -> list[ClockState]:
     """Each clock's goal, due time, time counted and left in its calendar, and whether it is
     running, met or breached (the newest run of each clock: a reopened case starts again)."""
-    policy = await policy_for(session, case.category, case.priority)
+    policy = await find_policy(session, case.category, case.priority)
     if policy is None:
         return []
     rows = await session.scalars(
@@ -374,7 +373,7 @@ async def case_page(
     session: AsyncSession,
     *,
     now: datetime,
-    status: str | None,
+    status: CaseStatus | None,
     grid: str | None,
     category: str | None,
     overdue: bool | None,
@@ -491,7 +490,7 @@ async def worker_profile(session: AsyncSession, worker: Worker) -> WorkerProfile
         skills=list(worker.skills or []),
         capacity=worker.capacity,
         on_duty=worker.on_duty,
-        open_tasks=await open_tasks(session, worker.id),
+        open_tasks=worker.open_tasks,
     )
 
 

@@ -21,19 +21,18 @@ from app.core import topics
 from app.core.case_queries import open_case_for_device
 from app.core.categories import CategoryCache
 from app.core.clock import Clock
-from app.core.db import mark_outbox_written
 from app.core.errors import OutsideServiceArea, UnknownCategory
-from app.core.events import EventEnvelope, EventType, ReportReceivedData, enqueue, outbox_row
+from app.core.events import EventEnvelope, EventType, ReportReceivedData, enqueue
 from app.core.grids import LiveGrids
-from app.core.models import Device, OutboxMessage, Photo, Report
+from app.core.models import Device, Photo, Report
 from app.core.photos import CheckedPhoto, PhotoStore
 from app.core.states import ReportSource
+from app.core.uow import UnitOfWork
 from geo import CRS, Grid, GridIndex, to_wgs84
 
 # Built once: plain Core INSERTs skip the unit of work and the per-call statement building.
 _INSERT_REPORT = insert(cast(Table, Report.__table__))
 _INSERT_PHOTO = insert(cast(Table, Photo.__table__))
-_INSERT_OUTBOX = insert(cast(Table, OutboxMessage.__table__))
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ def _received(
 
 
 async def submit_report(
-    session: AsyncSession,
+    uow: UnitOfWork,
     grids: LiveGrids,
     categories: CategoryCache,
     clock: Clock,
@@ -122,6 +121,7 @@ async def submit_report(
 ) -> Accepted:
     """The hot path of intake: plain INSERTs (no unit-of-work bookkeeping), one round trip
     each, and nothing read from the database unless the category is not in the cache."""
+    session = uow.session
     await _require_category(session, categories, category)
     lon, lat, grid, index = _locate(grids, location)
     now = clock.now()
@@ -167,13 +167,12 @@ async def submit_report(
     received = _received(
         report_id, ReportSource.RESIDENT, resident_id, None, category, grid.code, now
     )
-    await session.execute(_INSERT_OUTBOX, outbox_row(topics.INTAKE, grid.code, received))
-    mark_outbox_written(session)
+    enqueue(uow, topics.INTAKE, grid.code, received)
     return Accepted(report_id, category, now, GridRef.of(index, grid.code))
 
 
 async def submit_alert(
-    session: AsyncSession,
+    uow: UnitOfWork,
     grids: LiveGrids,
     categories: CategoryCache,
     clock: Clock,
@@ -186,6 +185,7 @@ async def submit_alert(
     confidence: float | None,
 ) -> Accepted:
     """Store a sensor alert. A repeat of the same external_id is answered with the first one."""
+    session = uow.session
     existing = await session.scalar(
         select(Report).where(Report.device_id == device.id, Report.external_id == external_id)
     )
@@ -225,7 +225,7 @@ async def submit_alert(
             raise
         return await _repeat(session, grids, existing)
     received = _received(report.id, ReportSource.SENSOR, None, device.id, category, grid.code, now)
-    enqueue(session, topics.INTAKE, grid.code, received)
+    enqueue(uow, topics.INTAKE, grid.code, received)
     open_case = await open_case_for_device(session, device.id, category)
     await session.flush()
     return Accepted(

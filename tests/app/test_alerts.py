@@ -57,7 +57,8 @@ async def test_device_key_is_required_and_checked(h: Harness) -> None:
     before = await h.counts()
     r = await h.client.post("/v1/alerts", json=alert("x"))
     assert r.status_code == 401 and r.json()["error"] == "unauthorized"
-    async with h.runtime.db.transaction() as s:
+    async with h.runtime.db.transaction() as uow:
+        s = uow.session
         await s.execute(
             update(Device).where(Device.id == "cam-003").values(revoked_at=datetime.now(UTC))
         )

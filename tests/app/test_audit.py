@@ -50,7 +50,8 @@ async def test_an_untouched_history_verifies_and_every_kind_of_tampering_is_name
     assert all(n >= 3 for n in seqs.values())
 
     a, b, c, d = cases
-    async with h.runtime.db.transaction() as s:
+    async with h.runtime.db.transaction() as uow:
+        s = uow.session
         # a: an event's content edited in place
         await s.execute(
             update(CaseEvent)

@@ -54,7 +54,8 @@ async def test_the_timestamp_must_be_within_five_minutes(h: Harness) -> None:
 async def test_keys_rotate_and_revoke(h: Harness) -> None:
     old = h.device("cam-004")
     master = h.settings.device_master_key()
-    async with h.runtime.db.transaction() as s:
+    async with h.runtime.db.transaction() as uow:
+        s = uow.session
         new_id, new_secret = add_key(s, "cam-004", master, h.clock.now())
 
     def signed_with(key_id: str, secret: str, n: int) -> tuple[bytes, dict[str, str]]:
@@ -70,7 +71,8 @@ async def test_keys_rotate_and_revoke(h: Harness) -> None:
 
     assert await post(h, *signed_with(new_id, new_secret, 1)) == 202  # the new key works
     assert await post(h, *signed_with(old["key_id"], old["secret"], 2)) == 202  # so does the old
-    async with h.runtime.db.transaction() as s:
+    async with h.runtime.db.transaction() as uow:
+        s = uow.session
         await s.execute(
             update(DeviceKey)
             .where(DeviceKey.id == old["key_id"])

@@ -69,5 +69,6 @@ def test_a_clock_family_is_the_clock_its_warning_and_its_steps() -> None:
 
 async def test_a_state_outside_the_vocabulary_is_refused_by_the_column(h: Harness) -> None:
     with pytest.raises((StatementError, ValueError)):
-        async with h.runtime.db.transaction() as s:
+        async with h.runtime.db.transaction() as uow:
+            s = uow.session
             await s.execute(update(Case).values(status="waiting"))

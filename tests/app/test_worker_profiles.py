@@ -19,7 +19,8 @@ async def put(h: Harness, worker_id: str, role: str = "admin", **body: Any) -> A
 async def test_a_new_department_worker_takes_the_queue_once_on_duty(h: Harness) -> None:
     index = h.runtime.grids.require()
     unit = index.units[5]
-    async with h.runtime.db.transaction() as s:  # the bundled crews are away
+    async with h.runtime.db.transaction() as uow:  # the bundled crews are away
+        s = uow.session
         await s.execute(update(Worker).where(Worker.department == "roads").values(on_duty=False))
     r = await put(
         h, "crew-9", name="养护九队", grid=unit.code, department="roads", skills=["asphalt"]

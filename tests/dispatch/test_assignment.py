@@ -88,7 +88,8 @@ async def test_a_worker_at_capacity_is_passed_over(h: Harness) -> None:
     one, two = f"w-{code}-1", f"w-{code}-2"
     await put_status(h, one, on_duty=True, location={"lat": lat + 0.003, "lon": lon})
     await put_status(h, two, on_duty=True, location={"lat": lat, "lon": lon})
-    async with h.runtime.db.transaction() as s:
+    async with h.runtime.db.transaction() as uow:
+        s = uow.session
         await s.execute(update(Worker).where(Worker.id == two).values(capacity=1))
     assert await offered_to(h, lon, lat, "r1") == two  # room for one
     assert await offered_to(h, lon, lat, "r2") == one  # two is full now
@@ -100,7 +101,8 @@ async def test_the_street_takes_over_when_the_grid_and_its_neighbours_are_away(
     index = h.runtime.grids.require()
     code, lon, lat = spot(h, 5)
     away = [code, *index.neighbours(code)]
-    async with h.runtime.db.transaction() as s:
+    async with h.runtime.db.transaction() as uow:
+        s = uow.session
         await s.execute(update(Worker).where(Worker.grid_code.in_(away)).values(on_duty=False))
     worker = await offered_to(h, lon, lat)
     worker_grid = worker.split("-")[1]

@@ -40,7 +40,8 @@ async def work(h: Harness, case_id: str, point: dict[str, float]) -> str:
 
 
 async def inspector_near(h: Harness, point: dict[str, float], not_: str = "") -> str:
-    async with h.runtime.db.transaction() as s:
+    async with h.runtime.db.transaction() as uow:
+        s = uow.session
         worker = await s.scalar(
             select(Worker)
             .where(Worker.department.is_(None), Worker.id != not_)
@@ -70,7 +71,8 @@ async def test_a_departments_category_goes_to_its_queue_not_a_grid_worker(h: Har
     assert queue.json()["items"][0]["department"] == ROADS
     # With the whole department off duty a road case waits in the queue: no grid worker
     # is offered it, however near.
-    async with h.runtime.db.transaction() as s:
+    async with h.runtime.db.transaction() as uow:
+        s = uow.session
         await s.execute(update(Worker).where(Worker.department == ROADS).values(on_duty=False))
     waiting, _, _ = await road_case(h, "jay")
     case = await h.case_where(waiting, lambda c: "DispatchFailed" in types(c))
@@ -83,7 +85,8 @@ async def test_the_categorys_skill_ranks_first_within_a_tier(h: Harness) -> None
     vending["skill"] = "enforcement"
     assert (await put_policies(h, doc)).status_code == 200
     code, lon, lat = spot(h, 0)  # two workers in this grid
-    async with h.runtime.db.transaction() as s:
+    async with h.runtime.db.transaction() as uow:
+        s = uow.session
         # the second worker is farther away, but is the one with the skill
         await s.execute(update(Worker).where(Worker.id == f"w-{code}-1").values(lon=lon, lat=lat))
         await s.execute(
@@ -95,7 +98,8 @@ async def test_the_categorys_skill_ranks_first_within_a_tier(h: Harness) -> None
     task = await h.offered_task(await h.case_of(report["id"]))
     assert task["worker_id"] == f"w-{code}-2"
     # Without the skill on anyone, the nearer one gets it.
-    async with h.runtime.db.transaction() as s:
+    async with h.runtime.db.transaction() as uow:
+        s = uow.session
         await s.execute(update(Worker).where(Worker.id == f"w-{code}-2").values(skills=[]))
     report = await h.report("kim", "street_vending", point={"lat": lat, "lon": lon})
     task = await h.offered_task(await h.case_of(report["id"]))
@@ -120,7 +124,8 @@ async def test_verification_passes_then_the_resident_rates(h: Harness) -> None:
         h, case_id, h.auth("worker", crew), passed=True, note="ok", location=point
     )
     assert not_inspector.status_code == 403
-    async with h.runtime.db.transaction() as s:
+    async with h.runtime.db.transaction() as uow:
+        s = uow.session
         await s.execute(update(Worker).where(Worker.id == crew).values(skills=["inspect"]))
     own_work = await verify(
         h, case_id, h.auth("worker", crew), passed=True, note="ok", location=point

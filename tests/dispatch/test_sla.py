@@ -217,13 +217,15 @@ async def test_unsatisfied_resident_reopens_and_feedback_window_closes(h: Harnes
 
 
 async def test_nobody_on_duty_waits_and_retries(h: Harness) -> None:
-    async with h.runtime.db.transaction() as s:
+    async with h.runtime.db.transaction() as uow:
+        s = uow.session
         await s.execute(update(Worker).values(on_duty=False))
     report = await h.report("frank", "road_damage")
     case_id = await h.case_of(report["id"])
     case = await h.case_where(case_id, lambda c: "DispatchFailed" in types(c))
     assert case["status"] == "reported" and case["task"] is None
-    async with h.runtime.db.transaction() as s:
+    async with h.runtime.db.transaction() as uow:
+        s = uow.session
         await s.execute(update(Worker).values(on_duty=True))
     h.clock.advance(h.settings.sla.redispatch_retry_s)
     await h.sweep()
@@ -259,8 +261,8 @@ async def test_poison_message_goes_to_dead_letter_and_does_not_block(h: Harness)
         actor="test",
         data={"report_id": "missing", "source": "resident", "category": "other", "grid": "x"},
     )
-    async with h.runtime.db.transaction() as s:
-        enqueue(s, topics.INTAKE, "x", bogus)
+    async with h.runtime.db.transaction() as uow:
+        enqueue(uow, topics.INTAKE, "x", bogus)
     report = await h.report("hank")
     await h.case_of(report["id"])  # the good message behind it is still dispatched
 
@@ -285,8 +287,8 @@ async def test_outbox_is_pruned_once_done_and_old(h: Harness) -> None:
     letter = EventEnvelope(
         type=EventType.REPORT_RECEIVED, occurred_at=h.clock.now(), actor="test", data={}
     )
-    async with h.runtime.db.transaction() as s:
-        enqueue(s, topics.DEAD_LETTER, "x", letter)
+    async with h.runtime.db.transaction() as uow:
+        enqueue(uow, topics.DEAD_LETTER, "x", letter)
     engine = h.runtime.engine
     assert engine is not None
 

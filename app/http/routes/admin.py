@@ -14,10 +14,12 @@ from app.core.grids import import_grid_set, import_rules
 from app.core.policies import PolicyDocument
 from app.http import views
 from app.http.bodies import read_json, read_limited
-from app.http.deps import Admin, Reader, RuntimeDep, UnitOfWork, limit
+from app.http.deps import Admin, Reader, RuntimeDep, UowDep, limit
 from app.http.docs import errors
 from app.http.schemas import GridSetImported, WorkerProfileBody, WorkerProfileRead
-from dispatch.workers import Profile, save_profile
+from dispatch import commands
+from dispatch.commands import SaveWorkerProfile
+from dispatch.workers import Profile
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -115,12 +117,12 @@ async def read_policies(_: Admin, session: Reader) -> PolicyDocument:
     },
 )
 async def replace_policies(
-    request: Request, runtime: RuntimeDep, _: Admin, session: UnitOfWork
+    request: Request, runtime: RuntimeDep, _: Admin, uow: UowDep
 ) -> PolicyDocument:
     raw = await read_limited(request, MAX_POLICY_BYTES)
-    doc = await policies.validated(session, _load(raw))
-    await policies.apply(session, doc)
-    return await policies.current(session)
+    doc = await policies.validated(uow.session, _load(raw))
+    await policies.apply(uow.session, doc)
+    return await policies.current(uow.session)
 
 
 WorkerId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
@@ -162,19 +164,15 @@ async def save_worker(
     worker_id: WorkerId,
     _: Admin,
     body: Annotated[WorkerProfileBody, Depends(profile_body)],
-    session: UnitOfWork,
+    uow: UowDep,
     runtime: RuntimeDep,
 ) -> WorkerProfileRead:
-    worker = await save_profile(
-        session,
-        runtime.ctx,
-        worker_id,
-        Profile(
-            name=body.name,
-            grid_code=body.grid,
-            department=body.department,
-            skills=tuple(body.skills),
-            capacity=body.capacity,
-        ),
+    profile = Profile(
+        name=body.name,
+        grid_code=body.grid,
+        department=body.department,
+        skills=tuple(body.skills),
+        capacity=body.capacity,
     )
-    return await views.worker_profile(session, worker)
+    worker = await commands.handle(uow, runtime.ctx, SaveWorkerProfile(worker_id, profile))
+    return await views.worker_profile(uow.session, worker)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from app.http import idempotency, views
 from app.http.bodies import parse_json
-from app.http.deps import DeviceLimit, RuntimeDep, Signed, UnitOfWork
+from app.http.deps import DeviceLimit, RuntimeDep, Signed, UowDep
 from app.http.docs import errors
 from app.http.idempotency import IdempotencyKey, fingerprint
 from app.http.schemas import AlertAccepted, AlertCreate
@@ -43,12 +43,12 @@ def alert_body(signed: Signed) -> AlertCreate:
 async def create_alert(
     signed: Signed,
     body: Annotated[AlertCreate, Depends(alert_body)],
-    session: UnitOfWork,
+    uow: UowDep,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> AlertAccepted | JSONResponse:
     claim = await idempotency.claim(
-        session,
+        uow.session,
         f"device:{signed.device.id}",
         idempotency_key,
         fingerprint("alert", body.model_dump(mode="json")),
@@ -57,7 +57,7 @@ async def create_alert(
     if claim.replay is not None:
         return claim.replay
     accepted = await submit_alert(
-        session,
+        uow,
         runtime.grids,
         runtime.categories,
         runtime.clock,

@@ -11,14 +11,15 @@ from fastapi.responses import JSONResponse
 from app.core.auth import Role
 from app.core.errors import CaseNotFound
 from app.core.models import Case
-from app.core.states import PauseKind
+from app.core.states import CaseStatus, PauseKind
 from app.http import idempotency, views
 from app.http.bodies import read_json
-from app.http.deps import Inspector, Operator, Reader, RuntimeDep, UnitOfWork, limit
+from app.http.deps import Inspector, Operator, Reader, RuntimeDep, UowDep, limit
 from app.http.docs import errors
 from app.http.idempotency import IdempotencyKey, fingerprint
 from app.http.schemas import CasePage, CaseRead, PauseBody, VerificationRead, VerifyBody
-from dispatch import cases, pauses
+from dispatch import commands
+from dispatch.commands import PauseClocks, ResumeClocks, VerifyCase
 from geo import to_wgs84
 
 router = APIRouter(prefix="/v1/cases", tags=["operations"])
@@ -36,7 +37,7 @@ async def list_cases(
     _: Operator,
     session: Reader,
     runtime: RuntimeDep,
-    status: Annotated[str | None, Query(max_length=16)] = None,
+    status: CaseStatus | None = None,
     grid: Annotated[
         str | None,
         Query(max_length=20, description="Unit grid code or a prefix (street, community)"),
@@ -91,18 +92,12 @@ async def pause_clocks(
     case_id: str,
     who: Operator,
     body: Annotated[PauseBody, Depends(pause_body)],
-    session: UnitOfWork,
+    uow: UowDep,
     runtime: RuntimeDep,
 ) -> CaseRead:
-    case = await pauses.pause(
-        session,
-        runtime.ctx,
-        case_id,
-        kind=PauseKind(body.kind),
-        reason=body.reason,
-        actor=who.actor,
-    )
-    return await views.case_view(session, runtime.ctx, case)
+    command = PauseClocks(case_id, PauseKind(body.kind), body.reason, who.actor)
+    case = await commands.handle(uow, runtime.ctx, command)
+    return await views.case_view(uow.session, runtime.ctx, case)
 
 
 @router.post(
@@ -111,11 +106,9 @@ async def pause_clocks(
     summary="Restart the case's SLA clocks with exactly the time each had left",
     responses=errors(401, 403, 404, 409),
 )
-async def resume_clocks(
-    case_id: str, who: Operator, session: UnitOfWork, runtime: RuntimeDep
-) -> CaseRead:
-    case = await pauses.resume(session, runtime.ctx, case_id, actor=who.actor)
-    return await views.case_view(session, runtime.ctx, case)
+async def resume_clocks(case_id: str, who: Operator, uow: UowDep, runtime: RuntimeDep) -> CaseRead:
+    case = await commands.handle(uow, runtime.ctx, ResumeClocks(case_id, who.actor))
+    return await views.case_view(uow.session, runtime.ctx, case)
 
 
 async def verify_body(request: Request, _: Inspector) -> VerifyBody:
@@ -139,22 +132,20 @@ async def verify_case(
     case_id: str,
     who: Inspector,
     body: Annotated[VerifyBody, Depends(verify_body)],
-    session: UnitOfWork,
+    uow: UowDep,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> VerificationRead | JSONResponse:
     request = fingerprint("verify", case_id, body.model_dump(mode="json"))
     claim = await idempotency.claim(
-        session, who.actor, idempotency_key, request, runtime.clock.now()
+        uow.session, who.actor, idempotency_key, request, runtime.clock.now()
     )
     if claim.replay is not None:
         return claim.replay
     lon = lat = None
     if body.location is not None:
         lon, lat = to_wgs84(body.location.lon, body.location.lat, body.location.crs)
-    case = await cases.verify(
-        session,
-        runtime.ctx,
+    command = VerifyCase(
         case_id,
         actor=who.actor,
         inspector_id=who.subject if who.role is Role.WORKER else None,
@@ -163,6 +154,7 @@ async def verify_case(
         lon=lon,
         lat=lat,
     )
+    case = await commands.handle(uow, runtime.ctx, command)
     answer = VerificationRead(case_id=case.id, passed=body.passed, case_status=case.status)
     claim.complete(200, answer)
     return answer

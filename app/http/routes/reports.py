@@ -23,7 +23,7 @@ from app.http.deps import (
     ReportReader,
     Resident,
     RuntimeDep,
-    UnitOfWork,
+    UowDep,
     limit,
     principal_from_token,
 )
@@ -37,7 +37,8 @@ from app.http.schemas import (
     ReportRead,
 )
 from app.intake.service import Location, submit_report
-from dispatch.cases import give_feedback
+from dispatch import commands
+from dispatch.commands import GiveFeedback
 
 router = APIRouter(prefix="/v1/reports", tags=["residents"])
 
@@ -65,19 +66,19 @@ ReportBody = Annotated[tuple[ReportCreate, list[CheckedPhoto]], Depends(report_b
 async def create_report(
     resident: Resident,
     body: ReportBody,
-    session: UnitOfWork,
+    uow: UowDep,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ReportAccepted | JSONResponse:
     report, photos = body
     request = fingerprint("report", report.model_dump(mode="json"), [p.sha256 for p in photos])
     claim = await idempotency.claim(
-        session, resident.actor, idempotency_key, request, runtime.clock.now()
+        uow.session, resident.actor, idempotency_key, request, runtime.clock.now()
     )
     if claim.replay is not None:
         return claim.replay
     accepted = await submit_report(
-        session,
+        uow,
         runtime.grids,
         runtime.categories,
         runtime.clock,
@@ -208,16 +209,9 @@ async def post_feedback(
     report_id: str,
     resident: Resident,
     body: Annotated[FeedbackCreate, Depends(feedback_body)],
-    session: UnitOfWork,
+    uow: UowDep,
     runtime: RuntimeDep,
 ) -> FeedbackResult:
-    case = await give_feedback(
-        session,
-        runtime.ctx,
-        report_id,
-        resident.subject,
-        satisfied=body.satisfied,
-        score=body.score,
-        comment=body.comment,
-    )
+    command = GiveFeedback(report_id, resident.subject, body.satisfied, body.score, body.comment)
+    case = await commands.handle(uow, runtime.ctx, command)
     return FeedbackResult(report_id=report_id, case_id=case.id, case_status=case.status)

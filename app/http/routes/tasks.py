@@ -9,20 +9,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.auth import Principal
 from app.core.errors import Forbidden, TaskNotFound
 from app.core.models import Task
 from app.core.photos import CheckedPhoto
 from app.core.states import TaskStatus
+from app.core.uow import UnitOfWork
 from app.http import idempotency, views
 from app.http.bodies import MAX_JSON_BYTES, parse_json, read_body, read_json, read_limited
 from app.http.deps import (
     CurrentWorker,
     Reader,
     RuntimeDep,
-    UnitOfWork,
+    UowDep,
     WorkerPrincipal,
     limit,
 )
@@ -37,7 +37,15 @@ from app.http.schemas import (
     TaskRead,
 )
 from app.runtime import Runtime
-from dispatch import cases
+from dispatch import commands
+from dispatch.commands import (
+    AcceptTask,
+    ArriveOnSite,
+    Command,
+    DeclineTask,
+    ResolveTask,
+    ReturnTask,
+)
 from geo import to_wgs84
 
 router = APIRouter(prefix="/v1/tasks", tags=["workers"])
@@ -101,20 +109,25 @@ async def resolve_body(
 
 
 async def _act(
-    session: AsyncSession,
+    uow: UnitOfWork,
     runtime: Runtime,
     worker: Principal,
     key: str | None,
     request: tuple[Any, ...],
-    action: Callable[[], Awaitable[Task]],
+    command: Command[Task],
+    prepare: Callable[[], Awaitable[None]] | None = None,
 ) -> TaskRead | JSONResponse:
-    """Run a worker action once per Idempotency-Key; a retry gets the first answer."""
+    """Run a worker's command once per Idempotency-Key; a retry gets the first answer.
+    `prepare` runs only for the first (storing the photos a resolution carries)."""
     claim = await idempotency.claim(
-        session, worker.actor, key, fingerprint(*request), runtime.clock.now()
+        uow.session, worker.actor, key, fingerprint(*request), runtime.clock.now()
     )
     if claim.replay is not None:
         return claim.replay
-    answer = await views.task_view(session, await action())
+    if prepare is not None:
+        await prepare()
+    task = await commands.handle(uow, runtime.ctx, command)
+    answer = await views.task_view(uow.session, task)
     claim.complete(200, answer)
     return answer
 
@@ -129,17 +142,17 @@ async def _act(
 async def accept(
     task_id: str,
     worker: WorkerPrincipal,
-    session: UnitOfWork,
+    uow: UowDep,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> TaskRead | JSONResponse:
     return await _act(
-        session,
+        uow,
         runtime,
         worker,
         idempotency_key,
         ("accept", task_id),
-        lambda: cases.accept_task(session, runtime.ctx, task_id, worker.subject),
+        AcceptTask(task_id, worker.subject),
     )
 
 
@@ -154,17 +167,17 @@ async def decline(
     task_id: str,
     worker: WorkerPrincipal,
     body: Annotated[DeclineBody, Depends(decline_body)],
-    session: UnitOfWork,
+    uow: UowDep,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> TaskRead | JSONResponse:
     return await _act(
-        session,
+        uow,
         runtime,
         worker,
         idempotency_key,
         ("decline", task_id, body.model_dump(mode="json")),
-        lambda: cases.decline_task(session, runtime.ctx, task_id, worker.subject, body.reason),
+        DeclineTask(task_id, worker.subject, body.reason),
     )
 
 
@@ -183,17 +196,17 @@ async def return_task(
     task_id: str,
     worker: WorkerPrincipal,
     body: Annotated[ReturnBody, Depends(return_body)],
-    session: UnitOfWork,
+    uow: UowDep,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> TaskRead | JSONResponse:
     return await _act(
-        session,
+        uow,
         runtime,
         worker,
         idempotency_key,
         ("return", task_id, body.model_dump(mode="json")),
-        lambda: cases.return_task(session, runtime.ctx, task_id, worker.subject, body.reason),
+        ReturnTask(task_id, worker.subject, body.reason),
     )
 
 
@@ -208,18 +221,18 @@ async def arrive(
     task_id: str,
     worker: WorkerPrincipal,
     body: Annotated[LocationOnly, Depends(arrive_body)],
-    session: UnitOfWork,
+    uow: UowDep,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> TaskRead | JSONResponse:
     lon, lat = to_wgs84(body.location.lon, body.location.lat, body.location.crs)
     return await _act(
-        session,
+        uow,
         runtime,
         worker,
         idempotency_key,
         ("arrive", task_id, body.model_dump(mode="json")),
-        lambda: cases.arrive(session, runtime.ctx, task_id, worker.subject, lon, lat),
+        ArriveOnSite(task_id, worker.subject, lon, lat),
     )
 
 
@@ -235,18 +248,16 @@ async def resolve(
     task_id: str,
     worker: WorkerPrincipal,
     body: Annotated[tuple[ResolveBody, list[CheckedPhoto]], Depends(resolve_body)],
-    session: UnitOfWork,
+    uow: UowDep,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> TaskRead | JSONResponse:
     resolution, photos = body
 
-    async def resolve_it() -> Task:
+    async def store_photos() -> None:
         for photo in photos:
             await asyncio.to_thread(runtime.photos.save, photo)
-        return await cases.resolve(
-            session, runtime.ctx, task_id, worker.subject, resolution.note, photos
-        )
 
     request = ("resolve", task_id, resolution.model_dump(mode="json"), [p.sha256 for p in photos])
-    return await _act(session, runtime, worker, idempotency_key, request, resolve_it)
+    command = ResolveTask(task_id, worker.subject, resolution.note, tuple(photos))
+    return await _act(uow, runtime, worker, idempotency_key, request, command, store_photos)

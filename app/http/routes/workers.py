@@ -11,7 +11,7 @@ from app.core.errors import Forbidden
 from app.core.models import Worker
 from app.http import views
 from app.http.bodies import read_json
-from app.http.deps import CurrentWorker, Reader, RuntimeDep, UnitOfWork, limit
+from app.http.deps import CurrentWorker, Reader, RuntimeDep, UowDep, limit
 from app.http.docs import errors
 from app.http.schemas import (
     PendingVerification,
@@ -19,8 +19,10 @@ from app.http.schemas import (
     WorkerStatusRead,
     WorkerStatusUpdate,
 )
+from dispatch import commands
 from dispatch.cases import INSPECT
-from dispatch.workers import StatusUpdate, open_tasks, set_status
+from dispatch.commands import SetWorkerStatus
+from dispatch.workers import StatusUpdate
 from geo import to_wgs84
 
 router = APIRouter(prefix="/v1/workers", tags=["workers"])
@@ -45,7 +47,7 @@ async def _view(session: AsyncSession, worker: Worker) -> WorkerStatusRead:
         grid=worker.grid_code,
         on_duty=worker.on_duty,
         location=location,
-        open_tasks=await open_tasks(session, worker.id),
+        open_tasks=worker.open_tasks,
         capacity=worker.capacity,
     )
 
@@ -69,14 +71,15 @@ async def read_status(worker: CurrentWorker, session: Reader) -> WorkerStatusRea
 async def update_status(
     worker: CurrentWorker,
     body: Annotated[WorkerStatusUpdate, Depends(status_body)],
-    session: UnitOfWork,
+    uow: UowDep,
     runtime: RuntimeDep,
 ) -> WorkerStatusRead:
     lon = lat = None
     if body.location is not None:
         lon, lat = to_wgs84(body.location.lon, body.location.lat, body.location.crs)
     update = StatusUpdate(on_duty=body.on_duty, lon=lon, lat=lat, device_time=body.device_time)
-    return await _view(session, await set_status(session, runtime.ctx, worker.id, update))
+    changed = await commands.handle(uow, runtime.ctx, SetWorkerStatus(worker.id, update))
+    return await _view(uow.session, changed)
 
 
 @router.get(

@@ -1,0 +1,78 @@
+"""The unit of work: one transaction and what it gathers before it commits.
+
+`Database.transaction()` opens one and hands it to its owner (a request, a consumed batch, a
+fired timer). Whoever changes cases receives it: it carries the session, the key that seals case
+events, the case events appended so far, the outbox rows to publish, and the policy
+set it reads (from the process's `PolicyBook`, checked once per transaction). Nothing travels
+through `session.info`.
+
+Case events and outbox rows are written when the unit of work is flushed, just before commit:
+one multi-row INSERT of the events (RETURNING their ids, the feed cursors), then one of the
+outbox rows that carry them (after any rows enqueued directly), so a transaction pays a fixed
+number of statements for its events however many it appends.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import Table, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.audit import GENESIS, chain_hash
+from app.core.events import case_event_outbox_row
+from app.core.models import Case, CaseEvent, OutboxMessage
+
+if TYPE_CHECKING:
+    from app.core.policies import PolicyBook, PolicySet
+
+_EVENTS = cast(Table, CaseEvent.__table__)
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+_EVENT_COLUMNS = [c.key for c in _EVENTS.columns if c.key != "id"]
+_INSERT_EVENTS = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
+_INSERT_OUTBOX = insert(_OUTBOX)
+
+
+class UnitOfWork:
+    def __init__(self, session: AsyncSession, audit_key: bytes | None, book: PolicyBook) -> None:
+        self.session = session
+        self._audit_key = audit_key
+        self.book = book  # the process's cached policy set
+        self.policy_set: PolicySet | None = None  # the version this transaction uses
+        self.events: list[CaseEvent] = []  # appended in this transaction, not yet written
+        self._outbox: list[dict[str, Any]] = []  # enqueued rows, not yet written
+        self.outbox_written = False  # rows were written: relays should look
+
+    def seal(self, case: Case, event: CaseEvent) -> None:
+        """Link `event` after the case's newest event and make it the case's head
+        (app/core/audit.py)."""
+        if self._audit_key is None:
+            raise RuntimeError("this database has no audit key: case events cannot be sealed")
+        event.prev_hash = case.head_hash or GENESIS
+        event.hash = chain_hash(self._audit_key, event.prev_hash, event)
+        case.head_hash = event.hash
+
+    def add_event(self, event: CaseEvent) -> None:
+        self.events.append(event)
+
+    def add_outbox(self, row: dict[str, Any]) -> None:
+        """An outbox row (`events.outbox_row`), published only if the transaction commits."""
+        self._outbox.append(row)
+
+    async def flush(self) -> None:
+        """Write what the session and this unit of work hold: pending ORM changes, then the
+        case events (their ids assigned), then the outbox rows. Run before commit; safe to run
+        again (only what is new is written)."""
+        await self.session.flush()
+        events, self.events = self.events, []
+        if events:
+            ids = await self.session.scalars(
+                _INSERT_EVENTS, [{k: getattr(e, k) for k in _EVENT_COLUMNS} for e in events]
+            )
+            for event, event_id in zip(events, ids, strict=True):
+                event.id = event_id
+            self._outbox.extend(case_event_outbox_row(e) for e in events)
+        rows, self._outbox = self._outbox, []
+        if rows:
+            await self.session.execute(_INSERT_OUTBOX, rows)
+            self.outbox_written = True
