@@ -48,7 +48,11 @@ async def candidates(
     )
     now = ctx.clock.now()
     return ranking.pick(
-        search, case, rows, exclude=exclude, fresh_since=ranking.fresh_after(ctx, now)
+        search,
+        case,
+        ranking.Roster(rows),
+        exclude=exclude,
+        fresh_since=ranking.fresh_after(ctx, now),
     )
 
 

@@ -9,7 +9,7 @@ cannot be carried out (InvalidTransition with the current state, TaskNotFound, .
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
@@ -17,7 +17,7 @@ from app.core.models import Case, Task, Worker
 from app.core.photos import CheckedPhoto
 from app.core.states import PauseKind
 from app.core.uow import UnitOfWork
-from dispatch import cases, intake, pauses, workers
+from dispatch import batch, cases, intake, pauses, workers
 from dispatch.context import DispatchContext
 
 R = TypeVar("R")
@@ -158,6 +158,25 @@ HANDLERS: dict[type[Command[Any]], Handler] = {
     SetWorkerStatus: lambda uow, ctx, c: workers.set_status(uow, ctx, c.worker_id, c.update),
     SaveWorkerProfile: lambda uow, ctx, c: workers.save_profile(uow, ctx, c.worker_id, c.profile),
 }
+
+
+async def handle_many(
+    uow: UnitOfWork, ctx: DispatchContext, commands: Sequence[Command[Any]]
+) -> None:
+    """Carry out many commands, in order, in `uow`: each run of DispatchReport goes through the
+    batched path (dispatch/batch.py) as one, the others one at a time."""
+    reports: list[str] = []
+    for command in commands:
+        if isinstance(command, DispatchReport):
+            reports.append(command.report_id)
+            continue
+        if reports:
+            await batch.dispatch_reports(uow, ctx, reports)
+            reports = []
+        await HANDLERS[type(command)](uow, ctx, command)
+    if reports:
+        await batch.dispatch_reports(uow, ctx, reports)
+    await uow.flush()
 
 
 async def handle(uow: UnitOfWork, ctx: DispatchContext, command: Command[R]) -> R:

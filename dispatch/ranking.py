@@ -15,6 +15,7 @@ with a free slot are candidates, and workers who already refused the case are le
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -116,10 +117,34 @@ def has_room(worker: Worker, load: int) -> bool:
     return worker.on_duty and load < worker.capacity
 
 
+class Roster:
+    """Loaded workers, indexed the way tiers ask for them: `members(tier)` is exactly the
+    workers `tier.holds`, found without looking at the others (a batch loads many streets)."""
+
+    def __init__(self, workers: Iterable[Worker]) -> None:
+        self._by_department: dict[str, list[Worker]] = defaultdict(list)
+        self._by_grid: dict[str, list[Worker]] = defaultdict(list)
+        self._by_street: dict[str, list[Worker]] = defaultdict(list)
+        for w in workers:
+            if w.department is not None:
+                self._by_department[w.department].append(w)
+            else:
+                self._by_grid[w.grid_code].append(w)
+                self._by_street[w.grid_code[:STREET_DIGITS]].append(w)
+
+    def members(self, tier: Tier) -> Iterable[Worker]:
+        if tier.department is not None:
+            return self._by_department.get(tier.department, [])
+        if tier.street is not None:
+            street = self._by_street.get(tier.street, [])
+            return [w for w in street if tier.holds(w)]
+        return [w for code in sorted(tier.grids) for w in self._by_grid.get(code, [])]
+
+
 def pick(
     search: Search,
     case: Case,
-    workers: Iterable[Worker],
+    roster: Roster,
     *,
     exclude: set[str],
     fresh_since: datetime,
@@ -128,12 +153,11 @@ def pick(
     """The candidates of the first tier that has any, best first. `taken`: slots already
     taken from a worker beyond their loaded `open_tasks` (earlier cases of a batch)."""
     taken = taken or {}
-    pool = [w for w in workers if w.id not in exclude]
     for tier in search.tiers:
         found = []
-        for worker in pool:
+        for worker in roster.members(tier):
             load = worker.open_tasks + taken.get(worker.id, 0)
-            if tier.holds(worker) and has_room(worker, load):
+            if worker.id not in exclude and has_room(worker, load):
                 found.append((rank(search, case, worker, load, fresh_since), worker))
         if found:
             return [w for _, w in sorted(found, key=lambda pair: pair[0])]
