@@ -16,22 +16,15 @@ status, priority and escalation level, and every timer's kind, due time and stat
 from __future__ import annotations
 
 import random
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
-from app.core import topics
-from app.core.clock import ManualClock
 from app.core.errors import AppError
-from app.core.models import Case, CaseEvent, Device, OutboxMessage, Report, SlaTimer, Task, Worker
+from app.core.models import Case, CaseEvent, Device, Report, SlaTimer, Task, Worker
 from app.core.states import ACTIVE_TASK, CaseStatus, ReportSource, TaskStatus
 from app.intake.service import Location, submit_alert, submit_report
-from app.runtime import Runtime
 from dispatch import commands
 from dispatch.commands import (
     AcceptTask,
@@ -41,13 +34,11 @@ from dispatch.commands import (
     ResolveTask,
     VerifyCase,
 )
-from dispatch.engine import Engine
-from tests.harness import PG_ADMIN_URL, copy_data, make_settings, pg_admin, pg_url
+from tests.dispatch.world import World, dispatch, world
 
 STREET = "330106001"  # one street of the demo city: its first community's grids get the work
 ROUNDS = 6
 PER_ROUND = 45  # intake items per round: 270 in all
-BATCH = 100
 CATEGORIES = [
     ("garbage_overflow", 5),
     ("illegal_parking", 3),
@@ -58,40 +49,6 @@ CATEGORIES = [
 ]
 # Ids of rows differ between the worlds; what they point at is compared through the rest.
 ROW_IDS = {"task_id", "report_id", "from_task_id"}
-
-
-@dataclass
-class World:
-    runtime: Runtime
-    clock: ManualClock
-    engine: Engine
-    batched: bool
-    read_upto: int = 0
-
-    @property
-    def ctx(self) -> Any:
-        return self.runtime.ctx
-
-
-@asynccontextmanager
-async def world(tmp_path: Path, template: Path, name: str, batched: bool) -> AsyncIterator[World]:
-    data = tmp_path / name
-    copy_data(template, data)
-    url = None
-    if PG_ADMIN_URL:
-        db_name = f"gf_{uuid.uuid4().hex[:16]}"
-        await pg_admin(f"CREATE DATABASE {db_name} TEMPLATE gridflow_template")
-        url = pg_url(db_name)
-    clock = ManualClock()
-    runtime = Runtime(make_settings(data, url, run_engine=False), clock)
-    await runtime.prepare_database()
-    engine = Engine(runtime.db, runtime.bus, runtime.ctx, batch_size=BATCH)
-    try:
-        yield World(runtime, clock, engine, batched)
-    finally:
-        await runtime.db.dispose()
-        if url is not None:
-            await pg_admin(f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
 
 
 async def thin_out(w: World) -> None:
@@ -163,35 +120,6 @@ async def intake(w: World, rng: random.Random, round_no: int, points: list[Any])
                     address=None,
                     photos=[],
                 )
-
-
-async def dispatch(w: World) -> None:
-    """Hand the intake topic's new messages to the engine: one at a time, or in batches."""
-    async with w.runtime.db.reader() as s:
-        rows = list(
-            await s.scalars(
-                select(OutboxMessage)
-                .where(OutboxMessage.topic == topics.INTAKE, OutboxMessage.id > w.read_upto)
-                .order_by(OutboxMessage.id)
-            )
-        )
-    messages = [bus_message(r) for r in rows]
-    if rows:
-        w.read_upto = rows[-1].id
-    if w.batched:
-        for i in range(0, len(messages), BATCH):
-            assert await w.engine.process_batch(messages[i : i + BATCH]) == len(
-                messages[i : i + BATCH]
-            )
-    else:
-        for message in messages:
-            assert await w.engine.process(message)
-
-
-def bus_message(row: OutboxMessage) -> Any:
-    from app.core.bus import Message
-
-    return Message(row.topic, row.key, row.payload, row.id)
 
 
 async def labels(w: World) -> dict[str, str]:
