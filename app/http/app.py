@@ -26,13 +26,7 @@ from app.http.routes import (
     tasks,
     workers,
 )
-from app.http.schemas import (
-    AlertCreate,
-    FeedbackCreate,
-    GridCollection,
-    ReportCreate,
-    ResolveBody,
-)
+from app.http.schemas import AlertCreate, FeedbackCreate, GridCollection, ReportCreate, ResolveBody
 from app.http.security import SecurityHeaders
 from app.runtime import Runtime
 

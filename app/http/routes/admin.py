@@ -8,15 +8,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
+from app import reads
 from app.core import policies
 from app.core.errors import AppError
 from app.core.grids import import_grid_set, import_rules
 from app.core.policies import PolicyDocument
-from app.http import views
 from app.http.bodies import read_json, read_limited
 from app.http.deps import Admin, Reader, RuntimeDep, UowDep, limit
 from app.http.docs import errors
-from app.http.schemas import GridSetImported, WorkerProfileBody, WorkerProfileRead
+from app.http.schemas import GridSetImported, WorkerProfileBody
+from app.reads.schemas import WorkerProfileRead
 from dispatch import commands
 from dispatch.commands import SaveWorkerProfile
 from dispatch.workers import Profile
@@ -146,7 +147,7 @@ async def list_workers(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[WorkerProfileRead]:
-    return await views.worker_profiles(
+    return await reads.worker_profiles(
         session, grid=grid, department=department, limit=limit, offset=offset
     )
 
@@ -175,4 +176,4 @@ async def save_worker(
         capacity=body.capacity,
     )
     worker = await commands.handle(uow, runtime.ctx, SaveWorkerProfile(worker_id, profile))
-    return await views.worker_profile(uow.session, worker)
+    return reads.worker_profile(worker)

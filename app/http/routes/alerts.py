@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from app.http import idempotency, views
+from app import reads
+from app.http import idempotency
 from app.http.bodies import parse_json
 from app.http.deps import DeviceLimit, RuntimeDep, Signed, UowDep
 from app.http.docs import errors
@@ -70,7 +71,7 @@ async def create_alert(
     )
     answer = AlertAccepted(
         id=accepted.report_id,
-        grid=views.grid_read(runtime.grids.index, accepted.grid.code),
+        grid=reads.grid_read(runtime.grids.index, accepted.grid.code),
         case_id=accepted.case_id,
         duplicate=not accepted.created,
     )

@@ -8,16 +8,18 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
+from app import reads
 from app.core.auth import Role
 from app.core.errors import CaseNotFound
 from app.core.models import Case
 from app.core.states import CaseStatus, PauseKind
-from app.http import idempotency, views
+from app.http import idempotency
 from app.http.bodies import read_json
 from app.http.deps import Inspector, Operator, Reader, RuntimeDep, UowDep, limit
 from app.http.docs import errors
 from app.http.idempotency import IdempotencyKey, fingerprint
-from app.http.schemas import CasePage, CaseRead, PauseBody, VerificationRead, VerifyBody
+from app.http.schemas import PauseBody, VerificationRead, VerifyBody
+from app.reads.schemas import CasePage, CaseRead
 from dispatch import commands
 from dispatch.commands import PauseClocks, ResumeClocks, VerifyCase
 from geo import to_wgs84
@@ -50,7 +52,7 @@ async def list_cases(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> CasePage:
-    return await views.case_page(
+    return await reads.case_page(
         session,
         now=runtime.clock.now(),
         status=status,
@@ -73,7 +75,7 @@ async def read_case(case_id: str, _: Operator, session: Reader, runtime: Runtime
     case = await session.get(Case, case_id)
     if case is None:
         raise CaseNotFound(f"case {case_id} does not exist")
-    return await views.case_view(session, runtime.ctx, case)
+    return await reads.case_view(session, runtime.ctx, case)
 
 
 async def pause_body(request: Request, _: Operator) -> PauseBody:
@@ -97,7 +99,7 @@ async def pause_clocks(
 ) -> CaseRead:
     command = PauseClocks(case_id, PauseKind(body.kind), body.reason, who.actor)
     case = await commands.handle(uow, runtime.ctx, command)
-    return await views.case_view(uow.session, runtime.ctx, case)
+    return await reads.case_view(uow.session, runtime.ctx, case)
 
 
 @router.post(
@@ -108,7 +110,7 @@ async def pause_clocks(
 )
 async def resume_clocks(case_id: str, who: Operator, uow: UowDep, runtime: RuntimeDep) -> CaseRead:
     case = await commands.handle(uow, runtime.ctx, ResumeClocks(case_id, who.actor))
-    return await views.case_view(uow.session, runtime.ctx, case)
+    return await reads.case_view(uow.session, runtime.ctx, case)
 
 
 async def verify_body(request: Request, _: Inspector) -> VerifyBody:

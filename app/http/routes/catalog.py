@@ -6,11 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from app import reads
 from app.core.errors import OutsideServiceArea, ServiceUnavailable
-from app.http import views
 from app.http.deps import Reader, RuntimeDep
 from app.http.docs import errors
-from app.http.schemas import CategoryRead, GridLocated
+from app.http.schemas import GridLocated
+from app.reads.schemas import CategoryRead
 from geo import CRS, GridLevel, to_wgs84
 
 router = APIRouter(prefix="/v1", tags=["reference"])
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/v1", tags=["reference"])
 
 @router.get("/categories", summary="Report categories and their SLA goals (seconds)")
 async def list_categories(session: Reader) -> list[CategoryRead]:
-    return await views.categories(session)
+    return await reads.categories(session)
 
 
 @router.get("/grids", summary="The active grid set as GeoJSON", responses=errors())
@@ -55,7 +56,7 @@ async def locate(
     if grid is None:
         raise OutsideServiceArea("the location is outside every grid of the service area")
     return GridLocated(
-        **views.grid_read(index, grid.code).model_dump(),
+        **reads.grid_read(index, grid.code).model_dump(),
         level=grid.level.value,
         responsible=grid.responsible,
         grid_set_version=index.version,

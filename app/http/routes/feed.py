@@ -9,11 +9,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
+from app import reads
 from app.core.auth import Role
 from app.core.errors import AppError
 from app.core.feed import FeedFilter, SubscriberTooSlow
 from app.core.models import Case
-from app.http import views
 from app.http.deps import principal_from_token
 from app.runtime import Runtime
 
@@ -40,7 +40,7 @@ class SlaSnapshots:
             return self._by_cursor[cursor]
         async with runtime.db.reader() as session:
             case = await session.get(Case, case_id)
-            state = [] if case is None else await views.sla_state(session, runtime.ctx, case)
+            state = [] if case is None else await reads.sla_state(session, runtime.ctx, case)
         value = [c.model_dump(mode="json") for c in state]
         if cursor is not None:
             self._by_cursor[cursor] = value
@@ -107,7 +107,7 @@ async def feed(
                     "category": env.category,
                     "seq": env.seq,
                     "occurred_at": env.occurred_at.isoformat(),
-                    "actor": views.public_actor(env.actor),
+                    "actor": reads.public_actor(env.actor),
                     "data": env.data,
                     "sla": await snapshots.get(runtime, env.case_id, env.cursor),
                 }

@@ -7,9 +7,9 @@ import asyncio
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from app import reads
 from app.core.errors import Forbidden, NotFound
 from app.core.models import Photo
-from app.http import views
 from app.http.deps import CurrentPrincipal, Reader, RuntimeDep, limit
 from app.http.docs import errors
 
@@ -38,7 +38,7 @@ async def read_photo(
     photo = await session.get(Photo, photo_id)
     if photo is None:
         raise PhotoNotFound(f"photo {photo_id} does not exist")
-    if not await views.may_see_photo(session, photo, who):
+    if not await reads.may_see_photo(session, photo, who):
         raise Forbidden("this photo belongs to a report or task you have no part in")
     path = runtime.photos.path_for(photo.sha256, _EXTENSION[photo.content_type])
     try:

@@ -10,13 +10,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from app import reads
 from app.core.auth import Principal, Role
 from app.core.errors import Forbidden, ReportNotFound
 from app.core.events import EventEnvelope
 from app.core.feed import FeedFilter
 from app.core.models import Report
 from app.core.photos import CheckedPhoto
-from app.http import idempotency, views
+from app.http import idempotency
 from app.http.bodies import read_body, read_json
 from app.http.deps import (
     Reader,
@@ -29,14 +30,9 @@ from app.http.deps import (
 )
 from app.http.docs import body_docs, errors
 from app.http.idempotency import IdempotencyKey, fingerprint
-from app.http.schemas import (
-    FeedbackCreate,
-    FeedbackResult,
-    ReportAccepted,
-    ReportCreate,
-    ReportRead,
-)
+from app.http.schemas import FeedbackCreate, FeedbackResult, ReportAccepted, ReportCreate
 from app.intake.service import Location, submit_report
+from app.reads.schemas import ReportRead
 from dispatch import commands
 from dispatch.commands import GiveFeedback
 
@@ -94,9 +90,9 @@ async def create_report(
         id=accepted.report_id,
         status="received",
         category=accepted.category,
-        grid=views.grid_read(runtime.grids.index, accepted.grid.code),
+        grid=reads.grid_read(runtime.grids.index, accepted.grid.code),
         created_at=accepted.created_at,
-        links=views.report_links(accepted.report_id),
+        links=reads.report_links(accepted.report_id),
     )
     claim.complete(201, answer)
     return answer
@@ -121,7 +117,7 @@ async def read_report(
     report_id: str, who: ReportReader, session: Reader, runtime: RuntimeDep
 ) -> ReportRead:
     report = await _readable_report(session, report_id, who)
-    return await views.report_view(
+    return await reads.report_view(
         session, runtime.ctx, runtime.grids.index, report, for_resident=who.role is Role.RESIDENT
     )
 
@@ -132,7 +128,7 @@ def _sse(env: EventEnvelope, for_resident: bool) -> str:
         "type": env.type.value,
         "case_id": env.case_id,
         "occurred_at": env.occurred_at.isoformat(),
-        "data": views.resident_safe(env.data) if for_resident else env.data,
+        "data": reads.resident_safe(env.data) if for_resident else env.data,
     }
     return f"id: {env.cursor}\nevent: {env.type.value}\ndata: {json.dumps(payload)}\n\n"
 

@@ -10,13 +10,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
+from app import reads
 from app.core.auth import Principal
 from app.core.errors import Forbidden, TaskNotFound
 from app.core.models import Task
 from app.core.photos import CheckedPhoto
 from app.core.states import TaskStatus
 from app.core.uow import UnitOfWork
-from app.http import idempotency, views
+from app.http import idempotency
 from app.http.bodies import MAX_JSON_BYTES, parse_json, read_body, read_json, read_limited
 from app.http.deps import (
     CurrentWorker,
@@ -28,14 +29,8 @@ from app.http.deps import (
 )
 from app.http.docs import body_docs, errors
 from app.http.idempotency import IdempotencyKey, fingerprint
-from app.http.schemas import (
-    DeclineBody,
-    LocationOnly,
-    ResolveBody,
-    ReturnBody,
-    TaskList,
-    TaskRead,
-)
+from app.http.schemas import DeclineBody, LocationOnly, ResolveBody, ReturnBody, TaskList
+from app.reads.schemas import TaskRead
 from app.runtime import Runtime
 from dispatch import commands
 from dispatch.commands import (
@@ -67,12 +62,12 @@ async def list_tasks(
 ) -> TaskList:
     with runtime.hub.offers_for(worker.id) as offered:
         async with runtime.db.reader() as session:
-            tasks = await views.worker_tasks(session, worker.id)
+            tasks = await reads.worker_tasks(session, worker.id)
         if wait and not any(t.status == TaskStatus.OFFERED for t in tasks):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(offered.wait(), timeout=wait)
                 async with runtime.db.reader() as session:
-                    tasks = await views.worker_tasks(session, worker.id)
+                    tasks = await reads.worker_tasks(session, worker.id)
     return TaskList(tasks=tasks)
 
 
@@ -88,7 +83,7 @@ async def read_task(task_id: str, worker: WorkerPrincipal, session: Reader) -> T
         raise TaskNotFound(f"task {task_id} does not exist")
     if task.worker_id != worker.subject:
         raise Forbidden("this task belongs to another worker")
-    return await views.task_view(session, task)
+    return await reads.task_view(session, task)
 
 
 async def decline_body(request: Request, _: WorkerPrincipal) -> DeclineBody:
@@ -127,7 +122,7 @@ async def _act(
     if prepare is not None:
         await prepare()
     task = await commands.handle(uow, runtime.ctx, command)
-    answer = await views.task_view(uow.session, task)
+    answer = await reads.task_view(uow.session, task)
     claim.complete(200, answer)
     return answer
 

@@ -7,18 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import reads
 from app.core.errors import Forbidden
 from app.core.models import Worker
-from app.http import views
 from app.http.bodies import read_json
 from app.http.deps import CurrentWorker, Reader, RuntimeDep, UowDep, limit
 from app.http.docs import errors
-from app.http.schemas import (
-    PendingVerification,
-    WorkerLocation,
-    WorkerStatusRead,
-    WorkerStatusUpdate,
-)
+from app.http.schemas import WorkerLocation, WorkerStatusRead, WorkerStatusUpdate
+from app.reads.schemas import PendingVerification
 from dispatch import commands
 from dispatch.cases import INSPECT
 from dispatch.commands import SetWorkerStatus
@@ -93,4 +89,4 @@ async def update_status(
 async def my_verifications(worker: CurrentWorker, session: Reader) -> list[PendingVerification]:
     if INSPECT not in (worker.skills or ()):
         raise Forbidden("only inspectors (workers with the inspect skill) verify cases")
-    return await views.pending_verifications(session, worker)
+    return await reads.pending_verifications(session, worker)

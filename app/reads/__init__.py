@@ -1,0 +1,31 @@
+"""Read models: the queries behind GET answers, shaped into the API's response bodies.
+
+Each loads what it shows in a fixed number of queries however many items it returns (a page of
+cases, a worker's tasks), and checks who may see what in the query or beside it. The HTTP
+routes call these and return their results; nothing here knows of HTTP.
+"""
+
+from app.reads.access import may_see_photo
+from app.reads.cases import case_page, case_view, sla_state
+from app.reads.catalog import categories, worker_profile, worker_profiles
+from app.reads.common import grid_read, public_actor, report_links, resident_safe
+from app.reads.reports import report_view
+from app.reads.tasks import pending_verifications, task_view, worker_tasks
+
+__all__ = [
+    "case_page",
+    "case_view",
+    "categories",
+    "grid_read",
+    "may_see_photo",
+    "pending_verifications",
+    "public_actor",
+    "report_links",
+    "report_view",
+    "resident_safe",
+    "sla_state",
+    "task_view",
+    "worker_profile",
+    "worker_profiles",
+    "worker_tasks",
+]
