@@ -46,9 +46,11 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench import sender
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench import sender  # noqa: E402
+
 PY = sys.executable
 
 

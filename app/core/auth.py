@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -48,7 +49,13 @@ class TokenVerifier:
     RS256 / ES256 from the city's identity provider, checked against its JWKS (fetched from
     `jwks_url`, cached, fetched again for an unknown key id). Signature, issuer, audience,
     expiry, subject and role are checked for both; no other algorithm is accepted, so a token
-    cannot pick its own verification (`none`, or HS256 keyed with a public key)."""
+    cannot pick its own verification (`none`, or HS256 keyed with a public key).
+
+    A verified token is remembered until it expires (`remembered`), so a phone sending many
+    requests with one token pays for the signature check once; only the JWKS path can wait
+    on the network (`may_fetch`)."""
+
+    REMEMBER = 10_000  # tokens kept; the memory is forgotten whole when full
 
     def __init__(
         self,
@@ -71,6 +78,26 @@ class TokenVerifier:
             if jwks_url
             else None
         )
+        self._verified: dict[str, tuple[Principal, float]] = {}  # token → (caller, its exp)
+
+    def remembered(self, token: str) -> Principal | None:
+        """The caller of a token verified before and not yet expired."""
+        known = self._verified.get(token)
+        if known is None:
+            return None
+        if time.time() >= known[1]:
+            self._verified.pop(token, None)
+            return None
+        return known[0]
+
+    def may_fetch(self, token: str) -> bool:
+        """Whether verifying `token` may fetch the identity provider's keys."""
+        if self.jwks is None:
+            return False
+        try:
+            return jwt.get_unverified_header(token).get("alg") != "HS256"
+        except jwt.PyJWTError:
+            return False
 
     def verify(self, token: str) -> Principal:
         """The caller, or Unauthorized with the reason (ServiceUnavailable if the identity
@@ -117,4 +144,8 @@ class TokenVerifier:
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject or len(subject) > 128:
             raise Unauthorized("token subject is invalid")
-        return Principal(role, subject)
+        principal = Principal(role, subject)
+        if len(self._verified) >= self.REMEMBER:
+            self._verified.clear()
+        self._verified[token] = (principal, float(claims["exp"]))
+        return principal

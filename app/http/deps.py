@@ -3,11 +3,13 @@
 The unit of work is `Depends(..., scope="function")`: it commits after the handler returns and
 before the response is sent, so a 201 is only ever sent for a committed report. Declare body
 parsing dependencies before `UowDep` in a handler's signature: FastAPI resolves them in that
-order, so a slow upload never holds the database's write lock.
+order, so a slow upload never holds the database's write lock. Every dependency is `async`:
+FastAPI runs a plain `def` in its thread pool, a hop per request for work that does no I/O.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from app.http.bodies import MAX_JSON_BYTES, read_limited
 from app.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -50,24 +52,32 @@ Reader = Annotated[AsyncSession, Depends(get_reader, scope="function")]
 bearer = HTTPBearer(auto_error=False, description="A gridflow JWT (`gridflow token issue`).")
 
 
-def principal_from_token(runtime: Runtime, token: str | None) -> Principal:
+async def principal_from_token(runtime: Runtime, token: str | None) -> Principal:
+    """Who presents `token`: remembered if verified before, checked on the event loop when it
+    is gridflow's own (no I/O), in a worker thread when its keys may have to be fetched."""
     if not token:
         raise Unauthorized("a bearer token is required")
-    return runtime.tokens.verify(token)
+    tokens = runtime.tokens
+    known = tokens.remembered(token)
+    if known is not None:
+        return known
+    if tokens.may_fetch(token):
+        return await asyncio.to_thread(tokens.verify, token)
+    return tokens.verify(token)
 
 
-def get_principal(
+async def get_principal(
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    return principal_from_token(runtime, credentials.credentials if credentials else None)
+    return await principal_from_token(runtime, credentials.credentials if credentials else None)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
 def require(*roles: Role):  # type: ignore[no-untyped-def]
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         if principal.role not in roles:
             allowed = ", ".join(r.value for r in roles)
             raise Forbidden(f"this needs the role {allowed}; the token is {principal.role.value}")
@@ -156,7 +166,7 @@ LimitKind = Literal["reports", "worker_actions", "reads", "operations", "admin"]
 def limit(kind: LimitKind) -> Any:
     """A route dependency: take one token from the principal's budget for `kind`."""
 
-    def check(request: Request, runtime: RuntimeDep, who: CurrentPrincipal) -> None:
+    async def check(request: Request, runtime: RuntimeDep, who: CurrentPrincipal) -> None:
         _take(request, runtime, kind, who.actor)
 
     return Depends(check)
@@ -174,7 +184,7 @@ def _take(request: Request, runtime: Runtime, kind: str, who: str) -> None:
         )
 
 
-def _device_limit(request: Request, runtime: RuntimeDep, signed: Signed) -> None:
+async def _device_limit(request: Request, runtime: RuntimeDep, signed: Signed) -> None:
     _take(request, runtime, "alerts", f"device:{signed.device.id}")
 
 

@@ -82,7 +82,7 @@ async def feed(
     """
     runtime: Runtime = websocket.app.state.runtime
     try:
-        who = await asyncio.to_thread(principal_from_token, runtime, token)
+        who = await principal_from_token(runtime, token)
     except AppError as exc:
         await websocket.close(code=POLICY_VIOLATION, reason=exc.detail[:120])
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -154,7 +153,7 @@ async def report_events(
 ) -> StreamingResponse:
     header = request.headers.get("authorization", "")
     raw = header[7:] if header.lower().startswith("bearer ") else token
-    who = await asyncio.to_thread(principal_from_token, runtime, raw)
+    who = await principal_from_token(runtime, raw)
     if who.role not in (Role.RESIDENT, Role.OPERATOR, Role.ADMIN):
         raise Forbidden("residents (their own reports) and operators only")
     async with runtime.db.reader() as session:
