@@ -38,6 +38,8 @@ class _Connection:
     async def exchange(self, raw: bytes) -> tuple[int, bytes]:
         self.writer.write(raw)
         status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionResetError("the server closed the connection")
         status = int(status_line.split()[1])
         length = 0
         while True:
@@ -69,21 +71,27 @@ async def send(
     start = 0.0
     written: list[float] = [0.0] * count
 
-    async def one(i: int, path: str, headers: dict[str, str], body: bytes) -> None:
+    async def connect() -> _Connection:
         nonlocal opened
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        opened += 1
+        return _Connection(reader, writer)
+
+    async def one(i: int, path: str, headers: dict[str, str], body: bytes) -> None:
         async with limit:
-            if free:
-                conn = free.pop()
-            else:
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                conn = _Connection(reader, writer)
-                opened += 1
+            conn = free.pop() if free else await connect()
             head = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
             head += [f"{k}: {v}" for k, v in headers.items()]
             raw = ("\r\n".join(head) + "\r\n\r\n").encode() + body
             written[i] = time.monotonic()
             result.late_ms[i] = max(0.0, (written[i] - (start + i / rate)) * 1000)
-            result.statuses[i], result.bodies[i] = await conn.exchange(raw)
+            try:
+                result.statuses[i], result.bodies[i] = await conn.exchange(raw)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                # An idle keep-alive connection the server closed: once more on a new one.
+                conn.writer.close()
+                conn = await connect()
+                result.statuses[i], result.bodies[i] = await conn.exchange(raw)
             free.append(conn)
 
     async def run() -> None:
