@@ -277,9 +277,10 @@ def profile(out_dir: str | None, name: str, pid: int, seconds: int) -> Any:
     if not out_dir:
         return None
     Path(out_dir).mkdir(parents=True, exist_ok=True)
+    beside = Path(sys.executable).with_name("py-spy")
     return subprocess.Popen(
         [
-            shutil.which("py-spy") or "py-spy",
+            str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy",
             "record",
             "--pid",
             str(pid),
