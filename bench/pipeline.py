@@ -373,7 +373,7 @@ async def storm(dsn: str, devices: list[StormDevice], count: int, seconds: float
             body,
         )
 
-    sent = await sender.send(8302, build, rate=count / seconds, count=count)
+    sent = await sender.send(8302, build, rate=count / seconds, count=count, timeout_s=900)
     accepted = sum(1 for st in sent.statuses if st == 202)
     conn = await asyncpg.connect(dsn)
     try:
@@ -449,6 +449,14 @@ async def memory_with_grids(
     stop(disp)
     units = sum(1 for g in grids if g.level.value == "unit")
     return {"unit_grids": units, "import_s": import_s, "dispatcher_rss_mb": samples[-1]}
+
+
+def checkpoint(result: dict[str, Any]) -> None:
+    """Each phase's numbers as soon as they are known: a later phase that fails loses none."""
+    print(json.dumps({k: v for k, v in result.items() if k not in ("date", "machine")}), flush=True)
+    out = REPO / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"pipeline-{result['date'][:10]}.partial.json").write_text(json.dumps(result, indent=2))
 
 
 async def main() -> int:
@@ -536,6 +544,7 @@ async def main() -> int:
         await wait_http("http://127.0.0.1:8301/docs")
         run_wrk(8301, token, 3, args.connections)  # warm-up
         result["bare"] = run_wrk(8301, token, args.load_seconds, args.connections)
+        checkpoint(result)
         bare.terminate()
         bare.wait(30)
         # 1b. gridflow: API (no engine) and one dispatcher, on PostgreSQL and Kafka
@@ -576,6 +585,7 @@ async def main() -> int:
                     "mean_ms": statistics.fmean(lat),
                 }
             )
+            checkpoint(result)
         # 3. intake alone under wrk (the dispatcher, and with it the relay, stopped), then the
         #    dispatcher started on that backlog
         await settle(dsn)
@@ -591,6 +601,7 @@ async def main() -> int:
         profiler = profile(args.profile, "dispatcher", disp.pid, 20)
         result["drain_s"] = await drain(dsn)
         result["backlog_per_s"] = accepted / result["drain_s"]
+        checkpoint(result)
         if profiler is not None:
             profiler.wait(60)
         # 4. a sensor storm: signed alerts from many devices, each repeating what it sees
@@ -598,6 +609,7 @@ async def main() -> int:
         devices = await make_devices(env, db_url, args.storm_devices)
         result["storm"] = await storm(dsn, devices, args.storm_alerts, args.storm_seconds)
         result["dispatcher_rss_mb"] = rss_mb(disp.pid)
+        checkpoint(result)
         # 5. Kafka's own round trip at the same rate
         rtt = await kafka_round_trip(kafka, args.rate, int(args.rate * args.seconds))
         result["kafka_rtt"] = {"rate": args.rate, "p50_ms": pct(rtt, 50), "p99_ms": pct(rtt, 99)}
@@ -605,6 +617,7 @@ async def main() -> int:
         if args.memory_grids:
             stop(disp)
             result["memory"] = await memory_with_grids(env, procs, args.memory_grids, data_dir)
+            checkpoint(result)
     finally:
         for p in procs:
             if p.poll() is None:
