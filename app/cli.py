@@ -12,9 +12,9 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.core.auth import Role, issue_token
-from app.core.db import Database
-from app.core.settings import Settings
+from app.auth.tokens import Role, issue_token
+from app.platform.db import Database
+from app.platform.settings import Settings
 
 
 def _settings() -> Settings:
@@ -115,8 +115,8 @@ def cmd_dispatcher(_: argparse.Namespace) -> int:
 
 
 def cmd_kafka_init(_: argparse.Namespace) -> int:
-    from app.core.kafka_bus import ensure_topics, physical
-    from app.core.topics import ALL
+    from app.platform.kafka_bus import ensure_topics, physical
+    from app.platform.topics import ALL
 
     settings = _settings()
     created = asyncio.run(ensure_topics(settings.kafka))
@@ -172,8 +172,8 @@ def _print_key(device_id: str, key_id: str, secret: str) -> None:
 
 
 def cmd_device_create(args: argparse.Namespace) -> int:
-    from app.core.devices import add_key
-    from app.core.models import Device
+    from app.devices.keys import add_key
+    from app.models import Device
 
     settings = _settings()
 
@@ -194,8 +194,8 @@ def cmd_device_create(args: argparse.Namespace) -> int:
 
 
 def cmd_device_rotate(args: argparse.Namespace) -> int:
-    from app.core.devices import add_key
-    from app.core.models import Device
+    from app.devices.keys import add_key
+    from app.models import Device
 
     settings = _settings()
 
@@ -220,7 +220,7 @@ def cmd_device_rotate(args: argparse.Namespace) -> int:
 
 
 def cmd_device_revoke(args: argparse.Namespace) -> int:
-    from app.core.models import Device, DeviceKey
+    from app.models import Device, DeviceKey
 
     async def run() -> int:
         now = datetime.now(UTC)
@@ -242,8 +242,8 @@ def cmd_device_revoke(args: argparse.Namespace) -> int:
 def cmd_device_list(_: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from app.core.devices import device_keys
-    from app.core.models import Device
+    from app.devices.keys import device_keys
+    from app.models import Device
 
     async def run() -> None:
         async with _database(_settings()) as db, db.reader() as session:
@@ -270,7 +270,7 @@ def _read_json(path: Path) -> object:
 
 
 def cmd_grids_import(args: argparse.Namespace) -> int:
-    from app.core.grids import InvalidGridSet, import_grid_set, import_rules
+    from app.gridsets.store import InvalidGridSet, import_grid_set, import_rules
 
     path = Path(args.file)
     collection = _read_json(path)
@@ -304,7 +304,7 @@ def cmd_grids_import(args: argparse.Namespace) -> int:
 
 
 def cmd_policies_load(args: argparse.Namespace) -> int:
-    from app.core import policies
+    from app.policies import document as policies
 
     path = Path(args.file)
     raw = _read_json(path)
@@ -333,7 +333,7 @@ def cmd_policies_load(args: argparse.Namespace) -> int:
 
 
 def cmd_policies_dump(args: argparse.Namespace) -> int:
-    from app.core import policies
+    from app.policies import document as policies
 
     async def run() -> str:
         async with _database(_settings()) as db, db.reader() as session:
@@ -345,7 +345,7 @@ def cmd_policies_dump(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from app.core.audit import describe, verify
+    from app.cases.audit import describe, verify
 
     settings = _settings()
 

@@ -28,9 +28,9 @@ from typing import Any
 import httpx
 import websockets
 
-from app.core.auth import Role, issue_token
-from app.core.devices import sign
-from app.core.settings import Settings
+from app.auth.tokens import Role, issue_token
+from app.devices.keys import sign
+from app.platform.settings import Settings
 from geo.demo_city import EAST, NORTH, SOUTH, WEST, demo_grids, demo_workers
 
 DRILL = "sla_drill"

@@ -10,19 +10,19 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from app.core.auth import TokenVerifier
-from app.core.bus import Bus, EmbeddedBus
-from app.core.categories import CategoryCache
-from app.core.clock import Clock, SystemClock
-from app.core.db import Database
-from app.core.feed import FeedHub
-from app.core.grids import LiveGrids
-from app.core.kafka_bus import KafkaBus, ensure_topics
-from app.core.photos import PhotoStore
-from app.core.relay import OutboxRelay
-from app.core.seed import seed_categories, seed_demo_city
-from app.core.settings import Settings
-from app.core.shutdown import bounded
+from app.auth.tokens import TokenVerifier
+from app.gridsets.store import LiveGrids
+from app.photos.store import PhotoStore
+from app.platform.bus import Bus, EmbeddedBus
+from app.platform.clock import Clock, SystemClock
+from app.platform.db import Database
+from app.platform.feed import FeedHub
+from app.platform.kafka_bus import KafkaBus, ensure_topics
+from app.platform.relay import OutboxRelay
+from app.platform.settings import Settings
+from app.platform.shutdown import bounded
+from app.policies.categories import CategoryCache
+from app.seed import seed_categories, seed_demo_city
 from dispatch.context import DispatchContext
 from dispatch.engine import Engine
 
@@ -136,7 +136,7 @@ class Runtime:
             self._grid_watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._grid_watch
-        # Each step is bounded (app/core/shutdown.py): told to stop, a process is gone within
+        # Each step is bounded (app/platform/shutdown.py): told to stop, a process is gone within
         # a minute whatever the broker or the database does.
         if self.engine is not None:
             await bounded("the dispatcher", self.engine.stop(), 25.0)

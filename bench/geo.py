@@ -178,8 +178,8 @@ async def measure_postgis(index: GridIndex, n_single: int, n_batch: int) -> dict
 
 async def measure_app_import(text: str) -> dict[str, float]:
     """The same GeoJSON through gridflow's own import into a fresh embedded database."""
-    from app.core.db import Database
-    from app.core.grids import LiveGrids, import_grid_set
+    from app.gridsets.store import LiveGrids, import_grid_set
+    from app.platform.db import Database
 
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(f"sqlite+aiosqlite:///{tmp}/bench.db", serialize_writes=True)

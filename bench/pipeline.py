@@ -310,10 +310,10 @@ class StormDevice:
 
 async def make_devices(env: dict[str, str], db_url: str, n: int) -> list[StormDevice]:
     """`n` sensor devices with a key each, at fixed points of the demo city."""
-    from app.core.db import Database
-    from app.core.devices import add_key
-    from app.core.models import Device
-    from app.core.settings import Settings
+    from app.devices.keys import add_key
+    from app.models import Device
+    from app.platform.db import Database
+    from app.platform.settings import Settings
 
     names = ("GRIDFLOW_DATA_DIR", "GRIDFLOW_ENV")
     saved = {k: os.environ.get(k) for k in names}
@@ -348,7 +348,7 @@ async def make_devices(env: dict[str, str], db_url: str, n: int) -> list[StormDe
 async def storm(dsn: str, devices: list[StormDevice], count: int, seconds: float) -> dict[str, Any]:
     """`count` signed alerts spread over `seconds`, round-robin over the devices: each device
     keeps seeing the same thing, so each should end with one case per category."""
-    from app.core.devices import sign
+    from app.devices.keys import sign
 
     def build(i: int) -> tuple[str, dict[str, str], bytes]:
         d = devices[i % len(devices)]

@@ -8,7 +8,7 @@ offers each, resolutions, reopenings, close breaches, feedback) written straight
 then measures in one run:
   1. the baseline: reading the same rows the figures need (cases, tasks, four kinds of case
      event, feedback of the range) with plain SELECTs, nothing computed;
-  2. `app.core.stats.compute` for the total, and grouped by street and by grid;
+  2. `app.cases.stats.compute` for the total, and grouped by street and by grid;
   3. its peak Python memory (tracemalloc).
 Prints a table and writes it as JSON to bench/results/. Every loop is bounded in count; all
 traffic goes to 127.0.0.1.
@@ -35,9 +35,9 @@ from sqlalchemy import insert, select, text
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.core import stats  # noqa: E402
-from app.core.models import Case, CaseEvent, Feedback, Report, Task, Worker  # noqa: E402
-from app.core.settings import Settings  # noqa: E402
+from app.cases import stats  # noqa: E402
+from app.models import Case, CaseEvent, Feedback, Report, Task, Worker  # noqa: E402
+from app.platform.settings import Settings  # noqa: E402
 from app.runtime import Runtime  # noqa: E402
 
 PG_URL = "postgresql+asyncpg://gridflow@127.0.0.1:55432/"

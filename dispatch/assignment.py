@@ -13,10 +13,8 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
-from app.core.events import EventType, append_case_event
-from app.core.models import Case, SlaTimer, Task, Worker
-from app.core.policies import policy_for, policy_set
-from app.core.states import (
+from app.cases.events import EventType, append_case_event
+from app.cases.states import (
     AWAITING_OFFER,
     HANDED_BACK,
     CaseStatus,
@@ -24,7 +22,9 @@ from app.core.states import (
     TimerKind,
     TimerState,
 )
-from app.core.uow import UnitOfWork
+from app.models import Case, SlaTimer, Task, Worker
+from app.platform.uow import UnitOfWork
+from app.policies.document import policy_for, policy_set
 from dispatch import ranking, timers
 from dispatch.context import DispatchContext
 from dispatch.workers import give_back_slot, take_slot

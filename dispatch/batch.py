@@ -1,11 +1,11 @@
 """The batched path: a fetched batch of received reports dispatched in a fixed number of
 statements, with the same cases, offers, timers and events as dispatching them one after
-another in the batch's order (dispatch/intake.py `dispatch_report`;
+another in the batch's order (dispatch/opening.py `dispatch_report`;
 tests/dispatch/test_differential.py runs the two side by side).
 
 Data moves per batch, rules stay per case. One query each reads the reports, the open cases
 their alerts may join, and every worker the new cases' tiers could reach; categories and
-policies come from the process's cache (app/core/policies.py `PolicyBook`). Then each report is
+policies come from the process's cache (app/policies/document.py `PolicyBook`). Then each report is
 decided in order, in memory, by the functions the one-case path uses (ranking, clocks, offers,
 events), each case seeing the slots taken by the cases before it. Then the writes: the workers'
 slots (their rows locked in id order and checked: if another dispatcher took one meanwhile, the
@@ -25,16 +25,16 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.case_queries import open_cases_for_devices
-from app.core.events import EventType, append_case_event
-from app.core.models import Case, Report, SlaTimer, Task, Worker
-from app.core.policies import PolicySet, policy_set
-from app.core.states import TimerKind
-from app.core.uow import UnitOfWork
+from app.cases.events import EventType, append_case_event
+from app.cases.queries import open_cases_for_devices
+from app.cases.states import TimerKind
+from app.models import Case, Report, SlaTimer, Task, Worker
+from app.platform.uow import UnitOfWork
+from app.policies.document import PolicySet, policy_set
 from dispatch import ranking, timers
 from dispatch.assignment import nobody_data, offer
 from dispatch.context import DispatchContext
-from dispatch.intake import ACTOR, UnknownReport, merged_data, new_case, opened_data, policy_of
+from dispatch.opening import ACTOR, UnknownReport, merged_data, new_case, opened_data, policy_of
 
 _CASES = cast(Table, Case.__table__)
 _TASKS = cast(Table, Task.__table__)

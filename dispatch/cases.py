@@ -11,7 +11,11 @@ import uuid
 
 from sqlalchemy import func, select
 
-from app.core.errors import (
+from app.cases.events import EventType, append_case_event
+from app.cases.states import CaseStatus, ReportSource, TaskStatus, TimerKind, family
+from app.models import Case, Feedback, Photo, Report, Task, Worker
+from app.photos.store import CheckedPhoto
+from app.platform.errors import (
     CaseNotFound,
     Forbidden,
     InvalidTransition,
@@ -19,12 +23,8 @@ from app.core.errors import (
     TaskNotFound,
     TooFarFromCase,
 )
-from app.core.events import EventType, append_case_event
-from app.core.models import Case, Feedback, Photo, Report, Task, Worker
-from app.core.photos import CheckedPhoto
-from app.core.policies import policy_for
-from app.core.states import CaseStatus, ReportSource, TaskStatus, TimerKind, family
-from app.core.uow import UnitOfWork
+from app.platform.uow import UnitOfWork
+from app.policies.document import policy_for
 from dispatch import pauses, timers
 from dispatch.assignment import end_task, offer_case
 from dispatch.context import DispatchContext

@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from app.core.models import Case, Task, Worker
-from app.core.photos import CheckedPhoto
-from app.core.states import PauseKind
-from app.core.uow import UnitOfWork
-from dispatch import batch, cases, intake, pauses, workers
+from app.cases.states import PauseKind
+from app.models import Case, Task, Worker
+from app.photos.store import CheckedPhoto
+from app.platform.uow import UnitOfWork
+from dispatch import batch, cases, opening, pauses, workers
 from dispatch.context import DispatchContext
 
 R = TypeVar("R")
@@ -123,7 +123,7 @@ class SaveWorkerProfile(Command[Worker]):
 Handler = Callable[[UnitOfWork, DispatchContext, Any], Awaitable[Any]]
 
 HANDLERS: dict[type[Command[Any]], Handler] = {
-    DispatchReport: lambda uow, ctx, c: intake.dispatch_report(uow, ctx, c.report_id),
+    DispatchReport: lambda uow, ctx, c: opening.dispatch_report(uow, ctx, c.report_id),
     AcceptTask: lambda uow, ctx, c: cases.accept_task(uow, ctx, c.task_id, c.worker_id),
     DeclineTask: lambda uow, ctx, c: cases.decline_task(uow, ctx, c.task_id, c.worker_id, c.reason),
     ReturnTask: lambda uow, ctx, c: cases.return_task(uow, ctx, c.task_id, c.worker_id, c.reason),

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from app.core.clock import Clock
-from app.core.grids import LiveGrids
-from app.core.models import SlaPolicy
-from app.core.settings import SlaSettings
+from app.gridsets.store import LiveGrids
+from app.models import SlaPolicy
+from app.platform.clock import Clock
+from app.platform.settings import SlaSettings
 from dispatch.calendar import ALWAYS, Calendar, WorkingHours, parse_period
 
 

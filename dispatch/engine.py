@@ -16,16 +16,16 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from app.core import topics
-from app.core.bus import Bus, Consumer, EmbeddedBus, Message, start_consumer
-from app.core.db import Database
-from app.core.devices import prune_signatures
-from app.core.events import EventEnvelope, EventType, ReportReceivedData, enqueue
-from app.core.models import ProcessedEvent
-from app.core.outbox import prune_idempotency_keys, prune_outbox
-from app.core.processed import record_new
-from app.core.shutdown import bounded
-from app.core.uow import UnitOfWork
+from app.cases.events import EventEnvelope, EventType, ReportReceivedData, enqueue
+from app.devices.keys import prune_signatures
+from app.models import ProcessedEvent
+from app.platform import topics
+from app.platform.bus import Bus, Consumer, EmbeddedBus, Message, start_consumer
+from app.platform.db import Database
+from app.platform.outbox import prune_idempotency_keys, prune_outbox
+from app.platform.processed import record_new
+from app.platform.shutdown import bounded
+from app.platform.uow import UnitOfWork
 from dispatch import commands, sla
 from dispatch.batch import SlotsTaken
 from dispatch.commands import Command, DispatchReport

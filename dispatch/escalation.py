@@ -23,11 +23,11 @@ import logging
 
 from sqlalchemy import func, select
 
-from app.core.events import EventType, append_case_event
-from app.core.models import Case, Category, Department, SlaTimer, Task
-from app.core.policies import policy_for
-from app.core.states import REFUSED, REOFFERABLE, CaseStatus, TaskStatus, TimerKind
-from app.core.uow import UnitOfWork
+from app.cases.events import EventType, append_case_event
+from app.cases.states import REFUSED, REOFFERABLE, CaseStatus, TaskStatus, TimerKind
+from app.models import Case, Category, Department, SlaTimer, Task
+from app.platform.uow import UnitOfWork
+from app.policies.document import policy_for
 from dispatch import timers
 from dispatch.assignment import end_task, offer_case
 from dispatch.context import DispatchContext

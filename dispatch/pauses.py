@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from app.core.errors import CaseNotFound, InvalidTransition
-from app.core.events import EventType, append_case_event
-from app.core.models import Case, SlaTimer
-from app.core.policies import policy_for
-from app.core.states import PAUSABLE, PauseKind, TimerKind, TimerState, family
-from app.core.uow import UnitOfWork
+from app.cases.events import EventType, append_case_event
+from app.cases.states import PAUSABLE, PauseKind, TimerKind, TimerState, family
+from app.models import Case, SlaTimer
+from app.platform.errors import CaseNotFound, InvalidTransition
+from app.platform.uow import UnitOfWork
+from app.policies.document import policy_for
 from dispatch.context import DispatchContext
 
 CLOCKS = family(TimerKind.ON_SITE, TimerKind.CLOSE, TimerKind.VERIFY)

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement
 
-from app.core.models import Case, Worker
+from app.models import Case, Worker
 from dispatch.context import DispatchContext
 from geo import haversine_m
 

@@ -16,11 +16,8 @@ import logging
 
 from sqlalchemy import select, update
 
-from app.core.db import Database
-from app.core.events import EventType, append_case_event
-from app.core.models import Case, SlaTimer, Task
-from app.core.policies import policy_for
-from app.core.states import (
+from app.cases.events import EventType, append_case_event
+from app.cases.states import (
     ACTIVE_TASK,
     AWAITING_OFFER,
     CLOCK_FAMILY,
@@ -30,7 +27,10 @@ from app.core.states import (
     TimerState,
     clock_running,
 )
-from app.core.uow import UnitOfWork
+from app.models import Case, SlaTimer, Task
+from app.platform.db import Database
+from app.platform.uow import UnitOfWork
+from app.policies.document import policy_for
 from dispatch import escalation
 from dispatch.assignment import end_task, offer_case
 from dispatch.cases import close_case

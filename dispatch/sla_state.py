@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.core.models import SlaPolicy, SlaTimer
-from app.core.states import SHOWN_CLOCKS, TimerKind, TimerState
+from app.cases.states import SHOWN_CLOCKS, TimerKind, TimerState
+from app.models import SlaPolicy, SlaTimer
 from dispatch.context import DispatchContext
 
 # How a stopped timer shows its clock: met when cancelled, breached when fired, else running.

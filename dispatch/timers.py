@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import update
 
-from app.core.models import SlaPolicy, SlaTimer
-from app.core.states import CLOCK_FAMILY, LIVE_TIMER, TimerKind, TimerState
-from app.core.uow import UnitOfWork
+from app.cases.states import CLOCK_FAMILY, LIVE_TIMER, TimerKind, TimerState
+from app.models import SlaPolicy, SlaTimer
+from app.platform.uow import UnitOfWork
 from dispatch.context import DispatchContext
 
 

@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import update
 
-from app.core.errors import ValidationFailed
-from app.core.models import Department, Worker
-from app.core.uow import UnitOfWork
+from app.models import Department, Worker
+from app.platform.errors import ValidationFailed
+from app.platform.uow import UnitOfWork
 from dispatch.context import DispatchContext
 from geo import GridLevel
 

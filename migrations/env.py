@@ -8,8 +8,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.core.models import Base
-from app.core.settings import Settings
+from app.models import Base
+from app.platform.settings import Settings
 
 target_metadata = Base.metadata
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from app.core.clock import ManualClock
-from app.core.kafka_bus import delete_topics
+from app.platform.clock import ManualClock
+from app.platform.kafka_bus import delete_topics
 from app.runtime import Runtime
 from tests.harness import (
     KAFKA,

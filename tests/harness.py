@@ -21,12 +21,12 @@ import uvicorn
 from PIL import Image
 from sqlalchemy import func, select
 
-from app.core.auth import Role, issue_token
-from app.core.clock import ManualClock
-from app.core.devices import sign
-from app.core.models import Base, Report
-from app.core.settings import Settings, SlaSettings
+from app.auth.tokens import Role, issue_token
+from app.devices.keys import sign
 from app.http.app import create_app
+from app.models import Base, Report
+from app.platform.clock import ManualClock
+from app.platform.settings import Settings, SlaSettings
 from app.runtime import Runtime
 
 T = TypeVar("T")

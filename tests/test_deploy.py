@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel
 
 from app.cli import build_parser
-from app.core.settings import Settings
+from app.platform.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 

@@ -9,8 +9,6 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.core.clock import Clock, SystemClock
-from app.core.settings import Settings
 from app.http import errors
 from app.http.ratelimit import AddressLimit, TokenBuckets
 from app.http.routes import (
@@ -28,6 +26,8 @@ from app.http.routes import (
 )
 from app.http.schemas import AlertCreate, FeedbackCreate, GridCollection, ReportCreate, ResolveBody
 from app.http.security import SecurityHeaders
+from app.platform.clock import Clock, SystemClock
+from app.platform.settings import Settings
 from app.runtime import Runtime
 
 ROUTERS = tuple(

@@ -15,9 +15,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
-from app.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
-from app.core.photos import CheckedPhoto, check_photo
-from app.core.settings import IntakeSettings
+from app.photos.store import CheckedPhoto, check_photo
+from app.platform.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from app.platform.settings import IntakeSettings
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -19,12 +19,12 @@ from fastapi import Depends, Header, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.auth import Principal, Role
-from app.core.devices import remember_signature, verify_request
-from app.core.errors import Forbidden, RateLimited, Unauthorized
-from app.core.models import Device, Worker
-from app.core.uow import UnitOfWork
+from app.auth.tokens import Principal, Role
+from app.devices.keys import remember_signature, verify_request
 from app.http.bodies import MAX_JSON_BYTES, read_limited
+from app.models import Device, Worker
+from app.platform.errors import Forbidden, RateLimited, Unauthorized
+from app.platform.uow import UnitOfWork
 from app.runtime import Runtime
 
 

@@ -14,9 +14,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.core.errors import AppError
+from app.platform.errors import AppError
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,17 @@ def install(app: FastAPI) -> None:
         return error_response(
             503, "database_unavailable", "the database is unavailable; retry shortly"
         )
+
+    @app.exception_handler(PoolTimeout)
+    async def _busy(_: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every database connection stayed busy for the pool's whole timeout: the service is
+        # overloaded, not broken. Nothing was written; the client should come back shortly.
+        log.warning("no database connection free in time: %s", exc)
+        response = error_response(
+            503, "overloaded", "the service is busy; retry shortly", retry_after_s=1
+        )
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.exception_handler(DBAPIError)
     async def _dbapi(_: Request, exc: DBAPIError) -> JSONResponse:

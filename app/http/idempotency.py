@@ -24,8 +24,8 @@ from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import AppError
-from app.core.models import IdempotencyRecord
+from app.models import IdempotencyRecord
+from app.platform.errors import AppError
 
 IdempotencyKey = Annotated[
     str | None,

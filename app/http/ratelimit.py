@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.settings import Bucket
 from app.http.errors import error_response
+from app.platform.settings import Bucket
 
 
 class TokenBuckets:

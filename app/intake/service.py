@@ -17,17 +17,17 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core import topics
-from app.core.case_queries import open_case_for_device
-from app.core.categories import CategoryCache
-from app.core.clock import Clock
-from app.core.errors import OutsideServiceArea, UnknownCategory
-from app.core.events import EventEnvelope, EventType, ReportReceivedData, enqueue
-from app.core.grids import LiveGrids
-from app.core.models import Device, Photo, Report
-from app.core.photos import CheckedPhoto, PhotoStore
-from app.core.states import ReportSource
-from app.core.uow import UnitOfWork
+from app.cases.events import EventEnvelope, EventType, ReportReceivedData, enqueue
+from app.cases.queries import open_case_for_device
+from app.cases.states import ReportSource
+from app.gridsets.store import LiveGrids
+from app.models import Device, Photo, Report
+from app.photos.store import CheckedPhoto, PhotoStore
+from app.platform import topics
+from app.platform.clock import Clock
+from app.platform.errors import OutsideServiceArea, UnknownCategory
+from app.platform.uow import UnitOfWork
+from app.policies.categories import CategoryCache
 from geo import CRS, Grid, GridIndex, to_wgs84
 
 # Built once: plain Core INSERTs skip the unit of work and the per-call statement building.

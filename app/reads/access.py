@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.auth import Principal, Role
-from app.core.models import Photo, Report, Task
+from app.auth.tokens import Principal, Role
+from app.models import Photo, Report, Task
 
 
 async def may_see_photo(session: AsyncSession, photo: Photo, who: Principal) -> bool:

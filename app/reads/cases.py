@@ -7,9 +7,9 @@ from datetime import datetime
 from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.models import Case, Report, SlaTimer, Task
-from app.core.policies import find_policy
-from app.core.states import ACTIVE_TASK, DEADLINES, OPEN, UNMET_TIMER, CaseStatus
+from app.cases.states import ACTIVE_TASK, DEADLINES, OPEN, UNMET_TIMER, CaseStatus
+from app.models import Case, Report, SlaTimer, Task
+from app.policies.document import find_policy
 from app.reads.common import deadlines, timeline, timers_of
 from app.reads.schemas import CasePage, CaseRead, CaseSummary, ClockState, TaskBrief, TimerRead
 from dispatch.context import DispatchContext

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.models import Category, SlaPolicy, Worker
+from app.models import Category, SlaPolicy, Worker
 from app.reads.schemas import CategoryRead, WorkerProfileRead
 
 

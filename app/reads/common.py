@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.models import CaseEvent, Photo, SlaTimer
+from app.models import CaseEvent, Photo, SlaTimer
 from app.reads.schemas import Deadlines, GridPathItem, GridRead, TimelineEntry
 from dispatch.sla_state import due_times
 from geo import GridIndex

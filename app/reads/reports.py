@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.models import Case, Feedback, Photo, Report, Worker
+from app.models import Case, Feedback, Photo, Report, Worker
 from app.reads.cases import sla_state
 from app.reads.common import deadlines, grid_read, photo_urls, report_links, timeline, timers_of
 from app.reads.schemas import Assignee, ClockState, Deadlines, ReportRead, TimelineEntry

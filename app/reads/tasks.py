@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.models import Case, Photo, Report, SlaTimer, Task, Worker
-from app.core.states import ACTIVE_TASK, CaseStatus, TaskStatus, TimerKind, TimerState
+from app.cases.states import ACTIVE_TASK, CaseStatus, TaskStatus, TimerKind, TimerState
+from app.models import Case, Photo, Report, SlaTimer, Task, Worker
 from app.reads.common import deadlines, timers_of
 from app.reads.schemas import PendingVerification, TaskRead
 from geo import haversine_m

@@ -1,5 +1,5 @@
-"""Workers' open tasks kept as a counter (taken and given back atomically), and a version for
-the policy document (so engines cache policies until it changes)
+"""Workers' open tasks kept as a counter (taken and given back atomically), a version for the
+policy document (so engines cache policies until it changes), and an index of unsent outbox rows
 
 Revision ID: 0011
 Revises: 0010
@@ -35,9 +35,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_policy_document")),
     )
     op.execute("INSERT INTO policy_document (id, version) VALUES (1, 1)")
+    # The relay reads the unsent rows in id order: without this it walks every sent row kept
+    # for a day before it finds one.
+    op.create_index(
+        "ix_outbox_unsent",
+        "outbox",
+        ["id"],
+        postgresql_where=sa.text("sent_at IS NULL"),
+        sqlite_where=sa.text("sent_at IS NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_unsent", table_name="outbox")
     op.drop_table("policy_document")
     with op.batch_alter_table("workers") as batch:
         batch.drop_constraint(op.f("ck_workers_open_tasks_not_negative"), type_="check")

@@ -3,7 +3,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from app.core.models import Case, Device, Report
+from app.models import Case, Device, Report
 from tests.harness import Harness
 
 CAM = {"lat": 30.2431, "lon": 120.1532}

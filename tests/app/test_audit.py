@@ -10,9 +10,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, select, update
 
+from app.cases.audit import GENESIS, verify
 from app.cli import main
-from app.core.audit import GENESIS, verify
-from app.core.models import Case, CaseEvent
+from app.models import Case, CaseEvent
 from tests.harness import CITY_POINT, Harness
 
 

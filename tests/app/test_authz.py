@@ -121,7 +121,7 @@ async def test_no_token_is_401(h: Harness, method: str, path: str) -> None:
 async def test_expired_and_foreign_tokens_are_401(h: Harness) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from app.core.auth import Role, issue_token
+    from app.auth.tokens import Role, issue_token
 
     auth = h.settings.auth
     old = issue_token(

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from app.auth.tokens import Role, TokenVerifier
 from app.cli import main
-from app.core.auth import Role, TokenVerifier
-from app.core.settings import Settings
+from app.platform.settings import Settings
 from geo.demo_city import demo_grids
 from geo.grids import GridIndex
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import update
 
-from app.core.devices import add_key, sign
-from app.core.models import DeviceKey
+from app.devices.keys import add_key, sign
+from app.models import DeviceKey
 from tests.app.test_alerts import alert
 from tests.harness import Harness
 

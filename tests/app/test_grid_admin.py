@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from shapely.geometry import shape
 
-from app.core.clock import ManualClock
-from app.core.grids import LiveGrids, import_grid_set, import_rules
-from app.core.models import Case, Report
-from app.core.settings import SlaSettings
+from app.gridsets.store import LiveGrids, import_grid_set, import_rules
+from app.models import Case, Report
+from app.platform.clock import ManualClock
+from app.platform.settings import SlaSettings
 from dispatch.context import DispatchContext
-from dispatch.intake import located
+from dispatch.opening import located
 from geo import GridIndex
 from geo.crs import from_wgs84
 from geo.demo_city import demo_grids

@@ -6,7 +6,7 @@ import json
 
 from sqlalchemy import select
 
-from app.core.models import Photo
+from app.models import Photo
 from tests.app.test_photos import tagged_photo
 from tests.harness import CITY_POINT, Harness, png_bytes
 

@@ -5,8 +5,8 @@ import random
 import pytest
 from PIL import Image, PngImagePlugin
 
-from app.core.errors import InvalidPhoto, PayloadTooLarge
-from app.core.photos import PhotoStore, check_photo
+from app.photos.store import PhotoStore, check_photo
+from app.platform.errors import InvalidPhoto, PayloadTooLarge
 from tests.harness import png_bytes
 
 LIMITS = {"max_bytes": 1_000_000, "max_pixels": 40_000_000}

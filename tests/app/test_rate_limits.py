@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from app.core.settings import Bucket
 from app.http.ratelimit import TokenBuckets
+from app.platform.settings import Bucket
 from tests.app.test_alerts import alert
 from tests.conftest import Configured
 from tests.harness import CITY_POINT, Harness

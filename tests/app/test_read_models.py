@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import event, update
 
-from app.core.models import Worker
+from app.models import Worker
 from app.reads import worker_tasks
 from tests.harness import Harness, png_bytes
 

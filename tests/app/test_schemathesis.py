@@ -32,8 +32,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from app.core.auth import Role, issue_token
-from app.core.devices import sign
+from app.auth.tokens import Role, issue_token
+from app.devices.keys import sign
 
 # Per operation: bounded, and the same every run (derandomized). Raise it for a deeper hunt:
 # GRIDFLOW_SCHEMATHESIS_EXAMPLES=500 .venv/bin/pytest tests/app/test_schemathesis.py

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from app.core.shutdown import bounded
+from app.platform.shutdown import bounded
 
 
 async def test_a_step_that_finishes_in_time_is_awaited() -> None:

@@ -6,8 +6,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.exc import StatementError
 
-from app.core.models import Case
-from app.core.states import (
+from app.cases.states import (
     ACTIVE_TASK,
     BEFORE_ON_SITE,
     HANDED_BACK,
@@ -21,6 +20,7 @@ from app.core.states import (
     clock_running,
     family,
 )
+from app.models import Case
 from tests.harness import Harness
 
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.core.auth import Principal, Role, TokenVerifier, issue_token
-from app.core.errors import Unauthorized
+from app.auth.tokens import Principal, Role, TokenVerifier, issue_token
+from app.platform.errors import Unauthorized
 
 SECRET = "s" * 40
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import update
 
-from app.core.models import Worker
+from app.models import Worker
 from tests.harness import Harness
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import update
 
-from app.core.models import Worker
+from app.models import Worker
 from geo.crs import from_wgs84
 from geo.distance import haversine_m
 from tests.harness import Harness

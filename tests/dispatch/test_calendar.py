@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.core.settings import SlaSettings
+from app.platform.settings import SlaSettings
 from dispatch.calendar import ALWAYS, WorkingHours, parse_period
 from tests.conftest import Configured
 from tests.harness import CITY_POINT, Harness

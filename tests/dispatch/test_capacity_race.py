@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from app.core.db import Database
-from app.core.models import Case, CaseEvent, Task, Worker
-from app.core.states import ACTIVE_TASK
+from app.cases.states import ACTIVE_TASK
 from app.intake.service import Location, submit_report
+from app.models import Case, CaseEvent, Task, Worker
+from app.platform.db import Database
 from dispatch import assignment, batch
 from dispatch.engine import Engine
 from tests.dispatch.world import World, intake_messages, world

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from app.core.models import Worker
+from app.models import Worker
 from tests.dispatch.test_assignment import spot
 from tests.dispatch.test_escalation import policies, policy, put_policies
 from tests.dispatch.test_sla import clocks, report_in_single_worker_grid, types

@@ -1,5 +1,5 @@
 """Nothing changes but the speed: one scenario run twice, its intake dispatched one message at
-a time (dispatch/intake.py, through the ORM) in one world and in batches (dispatch/batch.py) in
+a time (dispatch/opening.py, through the ORM) in one world and in batches (dispatch/batch.py) in
 the other, must leave the same history in both.
 
 The scenario, on the injected clock: a few hundred resident reports and camera alerts over a
@@ -21,10 +21,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.core.errors import AppError
-from app.core.models import Case, CaseEvent, Device, Report, SlaTimer, Task, Worker
-from app.core.states import ACTIVE_TASK, CaseStatus, ReportSource, TaskStatus
+from app.cases.states import ACTIVE_TASK, CaseStatus, ReportSource, TaskStatus
 from app.intake.service import Location, submit_alert, submit_report
+from app.models import Case, CaseEvent, Device, Report, SlaTimer, Task, Worker
+from app.platform.errors import AppError
 from dispatch import commands
 from dispatch.commands import (
     AcceptTask,

@@ -11,7 +11,7 @@ from typing import Any
 import websockets
 from sqlalchemy import select
 
-from app.core.models import CaseEvent, SlaTimer
+from app.models import CaseEvent, SlaTimer
 from app.runtime import Runtime
 from dispatch import sla
 from tests.dispatch.test_sla import report_in_single_worker_grid, types

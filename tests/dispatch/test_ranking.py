@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.core.clock import ManualClock
-from app.core.grids import LiveGrids
-from app.core.models import Case, SlaPolicy, Worker
-from app.core.settings import SlaSettings
-from app.core.states import CaseStatus, TimerKind
+from app.cases.states import CaseStatus, TimerKind
+from app.gridsets.store import LiveGrids
+from app.models import Case, SlaPolicy, Worker
+from app.platform.clock import ManualClock
+from app.platform.settings import SlaSettings
 from dispatch import ranking, timers
 from dispatch.context import DispatchContext
 from geo import GridIndex

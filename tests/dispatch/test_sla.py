@@ -6,9 +6,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
 
-from app.core import topics
-from app.core.bus import Message
-from app.core.models import Case, OutboxMessage, Worker
+from app.models import Case, OutboxMessage, Worker
+from app.platform import topics
+from app.platform.bus import Message
 from tests.harness import Harness
 
 
@@ -253,7 +253,7 @@ async def test_redelivered_intake_event_is_harmless(h: Harness) -> None:
 
 
 async def test_poison_message_goes_to_dead_letter_and_does_not_block(h: Harness) -> None:
-    from app.core.events import EventEnvelope, EventType, enqueue
+    from app.cases.events import EventEnvelope, EventType, enqueue
 
     bogus = EventEnvelope(
         type=EventType.REPORT_RECEIVED,
@@ -280,7 +280,7 @@ async def test_poison_message_goes_to_dead_letter_and_does_not_block(h: Harness)
 
 
 async def test_outbox_is_pruned_once_done_and_old(h: Harness) -> None:
-    from app.core.events import EventEnvelope, EventType, enqueue
+    from app.cases.events import EventEnvelope, EventType, enqueue
 
     report = await h.report("ivy")
     await h.offered_task(await h.case_of(report["id"]))

@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.core import topics
-from app.core.bus import Message
-from app.core.clock import ManualClock
-from app.core.models import OutboxMessage
+from app.models import OutboxMessage
+from app.platform import topics
+from app.platform.bus import Message
+from app.platform.clock import ManualClock
 from app.runtime import Runtime
 from dispatch.engine import Engine
 from tests.harness import PG_ADMIN_URL, copy_data, make_settings, pg_admin, pg_url

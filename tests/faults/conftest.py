@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from app.core.clock import ManualClock
-from app.core.kafka_bus import delete_topics
+from app.platform.clock import ManualClock
+from app.platform.kafka_bus import delete_topics
 from tests.harness import KAFKA, PG_ADMIN_URL, Harness, copy_data, make_settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from sqlalchemy import func, select, text
 
-from app.core import topics
-from app.core.models import Case, OutboxMessage, ProcessedEvent, Report
+from app.models import Case, OutboxMessage, ProcessedEvent, Report
+from app.platform import topics
 from geo.demo_city import EAST, NORTH, SOUTH, WEST
 from tests.faults.conftest import Dispatcher, service
 from tests.harness import Harness

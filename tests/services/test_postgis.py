@@ -14,7 +14,7 @@ import pytest
 import shapely
 from sqlalchemy import text
 
-from app.core.grids import has_postgis_geometry, import_grid_set, import_rules
+from app.gridsets.store import has_postgis_geometry, import_grid_set, import_rules
 from geo import GridIndex
 from geo.demo_city import EAST, NORTH, SOUTH, WEST
 from tests.geo.cityblock import collection

@@ -9,14 +9,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from app import reads
-from app.core import policies
-from app.core.errors import AppError
-from app.core.grids import import_grid_set, import_rules
-from app.core.policies import PolicyDocument
+from app.gridsets.store import import_grid_set, import_rules
 from app.http.bodies import read_json, read_limited
 from app.http.deps import Admin, Reader, RuntimeDep, UowDep, limit
 from app.http.docs import errors
 from app.http.schemas import GridSetImported, WorkerProfileBody
+from app.platform.errors import AppError
+from app.policies import document as policies
+from app.policies.document import PolicyDocument
 from app.reads.schemas import WorkerProfileRead
 from dispatch import commands
 from dispatch.commands import SaveWorkerProfile

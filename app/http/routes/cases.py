@@ -9,16 +9,16 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from app import reads
-from app.core.auth import Role
-from app.core.errors import CaseNotFound
-from app.core.models import Case
-from app.core.states import CaseStatus, PauseKind
+from app.auth.tokens import Role
+from app.cases.states import CaseStatus, PauseKind
 from app.http import idempotency
 from app.http.bodies import read_json
 from app.http.deps import Inspector, Operator, Reader, RuntimeDep, UowDep, limit
 from app.http.docs import errors
 from app.http.idempotency import IdempotencyKey, fingerprint
 from app.http.schemas import PauseBody, VerificationRead, VerifyBody
+from app.models import Case
+from app.platform.errors import CaseNotFound
 from app.reads.schemas import CasePage, CaseRead
 from dispatch import commands
 from dispatch.commands import PauseClocks, ResumeClocks, VerifyCase

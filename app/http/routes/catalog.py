@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from app import reads
-from app.core.errors import OutsideServiceArea, ServiceUnavailable
 from app.http.deps import Reader, RuntimeDep
 from app.http.docs import errors
 from app.http.schemas import GridLocated
+from app.platform.errors import OutsideServiceArea, ServiceUnavailable
 from app.reads.schemas import CategoryRead
 from geo import CRS, GridLevel, to_wgs84
 

@@ -10,11 +10,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
 from app import reads
-from app.core.auth import Role
-from app.core.errors import AppError
-from app.core.feed import FeedFilter, SubscriberTooSlow
-from app.core.models import Case
+from app.auth.tokens import Role
 from app.http.deps import principal_from_token
+from app.models import Case
+from app.platform.errors import AppError
+from app.platform.feed import FeedFilter, SubscriberTooSlow
 from app.runtime import Runtime
 
 router = APIRouter(tags=["operations"])

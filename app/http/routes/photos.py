@@ -8,10 +8,10 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from app import reads
-from app.core.errors import Forbidden, NotFound
-from app.core.models import Photo
 from app.http.deps import CurrentPrincipal, Reader, RuntimeDep, limit
 from app.http.docs import errors
+from app.models import Photo
+from app.platform.errors import Forbidden, NotFound
 
 router = APIRouter(prefix="/v1/photos", tags=["photos"])
 

@@ -10,12 +10,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from app import reads
-from app.core.auth import Principal, Role
-from app.core.errors import Forbidden, ReportNotFound
-from app.core.events import EventEnvelope
-from app.core.feed import FeedFilter
-from app.core.models import Report
-from app.core.photos import CheckedPhoto
+from app.auth.tokens import Principal, Role
+from app.cases.events import EventEnvelope
 from app.http import idempotency
 from app.http.bodies import read_body, read_json
 from app.http.deps import (
@@ -31,6 +27,10 @@ from app.http.docs import body_docs, errors
 from app.http.idempotency import IdempotencyKey, fingerprint
 from app.http.schemas import FeedbackCreate, FeedbackResult, ReportAccepted, ReportCreate
 from app.intake.service import Location, submit_report
+from app.models import Report
+from app.photos.store import CheckedPhoto
+from app.platform.errors import Forbidden, ReportNotFound
+from app.platform.feed import FeedFilter
 from app.reads.schemas import ReportRead
 from dispatch import commands
 from dispatch.commands import GiveFeedback

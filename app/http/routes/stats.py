@@ -11,11 +11,11 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import AwareDatetime
 
-from app.core import stats
-from app.core.errors import ValidationFailed
+from app.cases import stats
 from app.http.deps import Operator, Reader, RuntimeDep, limit
 from app.http.docs import errors
 from app.http.schemas import StatsFigures, StatsRead
+from app.platform.errors import ValidationFailed
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 MAX_SPAN = timedelta(days=366)

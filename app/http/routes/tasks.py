@@ -11,12 +11,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from app import reads
-from app.core.auth import Principal
-from app.core.errors import Forbidden, TaskNotFound
-from app.core.models import Task
-from app.core.photos import CheckedPhoto
-from app.core.states import TaskStatus
-from app.core.uow import UnitOfWork
+from app.auth.tokens import Principal
+from app.cases.states import TaskStatus
 from app.http import idempotency
 from app.http.bodies import MAX_JSON_BYTES, parse_json, read_body, read_json, read_limited
 from app.http.deps import (
@@ -30,6 +26,10 @@ from app.http.deps import (
 from app.http.docs import body_docs, errors
 from app.http.idempotency import IdempotencyKey, fingerprint
 from app.http.schemas import DeclineBody, LocationOnly, ResolveBody, ReturnBody, TaskList
+from app.models import Task
+from app.photos.store import CheckedPhoto
+from app.platform.errors import Forbidden, TaskNotFound
+from app.platform.uow import UnitOfWork
 from app.reads.schemas import TaskRead
 from app.runtime import Runtime
 from dispatch import commands

@@ -8,12 +8,12 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import reads
-from app.core.errors import Forbidden
-from app.core.models import Worker
 from app.http.bodies import read_json
 from app.http.deps import CurrentWorker, Reader, RuntimeDep, UowDep, limit
 from app.http.docs import errors
 from app.http.schemas import WorkerLocation, WorkerStatusRead, WorkerStatusUpdate
+from app.models import Worker
+from app.platform.errors import Forbidden
 from app.reads.schemas import PendingVerification
 from dispatch import commands
 from dispatch.cases import INSPECT

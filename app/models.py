@@ -20,13 +20,14 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from app.core.states import CaseStatus, PauseKind, ReportSource, TaskStatus, TimerKind, TimerState
+from app.cases.states import CaseStatus, PauseKind, ReportSource, TaskStatus, TimerKind, TimerState
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -64,7 +65,7 @@ E = TypeVar("E", bound=StrEnum)
 
 
 class State(TypeDecorator[E]):
-    """A state from the vocabulary (app/core/states.py), stored as its string. A value that is
+    """A state from the vocabulary (app/cases/states.py), stored as its string. A value that is
     not a member is refused on the way in, so no stray spelling reaches the table."""
 
     impl = String(32)
@@ -172,7 +173,7 @@ class Worker(Base):
 
 class PolicyDocumentVersion(Base):
     """One row: the version of the stored policies and categories, raised by every change, so
-    engines cache them until it moves (app/core/policies.py)."""
+    engines cache them until it moves (app/policies/document.py)."""
 
     __tablename__ = "policy_document"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -188,7 +189,7 @@ class Device(Base):
 
 
 class DeviceKey(Base):
-    """A device's signing key: the id only; the secret is derived (app/core/devices.py)."""
+    """A device's signing key: the id only; the secret is derived (app/devices/keys.py)."""
 
     __tablename__ = "device_keys"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -323,7 +324,7 @@ class CaseEvent(Base):
     grid_code: Mapped[str] = mapped_column(String(20))
     category: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]]
-    prev_hash: Mapped[str | None] = mapped_column(String(64))  # see app/core/audit.py
+    prev_hash: Mapped[str | None] = mapped_column(String(64))  # see app/cases/audit.py
     hash: Mapped[str | None] = mapped_column(String(64))
 
 
@@ -350,7 +351,17 @@ class OutboxMessage(Base):
     __tablename__ = "outbox"
     # sqlite_autoincrement: ids are never reused, even after the newest rows are pruned; the
     # embedded bus reads this table by id.
-    __table_args__ = (Index("ix_outbox_topic_id", "topic", "id"), {"sqlite_autoincrement": True})
+    __table_args__ = (
+        Index("ix_outbox_topic_id", "topic", "id"),
+        # the relay's scan: unsent rows in id order, never the sent ones kept for a day
+        Index(
+            "ix_outbox_unsent",
+            "id",
+            postgresql_where=text("sent_at IS NULL"),
+            sqlite_where=text("sent_at IS NULL"),
+        ),
+        {"sqlite_autoincrement": True},
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     topic: Mapped[str] = mapped_column(String(100))
     key: Mapped[str] = mapped_column(String(100))

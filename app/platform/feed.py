@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core import topics
-from app.core.bus import Bus, Consumer, start_consumer
-from app.core.db import Database
-from app.core.events import EventEnvelope, EventType, envelope_of
-from app.core.models import CaseEvent
+from app.cases.events import EventEnvelope, EventType, envelope_of
+from app.models import CaseEvent
+from app.platform import topics
+from app.platform.bus import Bus, Consumer, start_consumer
+from app.platform.db import Database
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The database handle: engine, sessions, the one place transactions begin and commit.
 
-`transaction()` opens the unit of work (app/core/uow.py): it commits on success, rolls back on
+`transaction()` opens the unit of work (app/platform/uow.py): it commits on success, rolls back on
 error, and only then tells listeners (the embedded bus) that new rows exist. SQLite allows one
 writer: write transactions here are serialised by an asyncio lock and begin IMMEDIATE, so a
 writer never meets a busy database half-way through. PostgreSQL needs neither.
@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from app.core.policies import PolicyBook
-from app.core.uow import UnitOfWork
+from app.platform.uow import UnitOfWork
+from app.policies.document import PolicyBook
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,7 +60,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
-        self.audit_key = audit_key  # seals case events (app/core/audit.py)
+        self.audit_key = audit_key  # seals case events (app/cases/audit.py)
         self.policies = PolicyBook()  # this process's cached policy set
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
         self._write_lock = asyncio.Lock()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.models import Case
-from app.core.states import JOINABLE_BY_ALERT
+from app.cases.states import JOINABLE_BY_ALERT
+from app.models import Case
 
 
 async def open_case_for_device(session: AsyncSession, device_id: str, category: str) -> Case | None:

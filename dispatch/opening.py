@@ -6,12 +6,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from app.core.case_queries import open_case_for_device
-from app.core.events import EventType, append_case_event
-from app.core.models import Case, Category, Report, SlaPolicy
-from app.core.policies import PolicySet, policy_set
-from app.core.states import CaseStatus, TimerKind
-from app.core.uow import UnitOfWork
+from app.cases.events import EventType, append_case_event
+from app.cases.queries import open_case_for_device
+from app.cases.states import CaseStatus, TimerKind
+from app.models import Case, Category, Report, SlaPolicy
+from app.platform.uow import UnitOfWork
+from app.policies.document import PolicySet, policy_set
 from dispatch import timers
 from dispatch.assignment import offer_case
 from dispatch.context import DispatchContext

@@ -5,7 +5,8 @@ type are ignored), it is within the byte limit, and its pixel count is within th
 from the header before any decoding (a defence against decompression bombs). Files are stored
 under their SHA-256, so a retried upload writes nothing new and a file left by a failed
 transaction is harmless. Metadata (EXIF with GPS, XMP, IPTC, text chunks) is stripped before
-anything is stored (`app/core/metadata.py`); the stored bytes, and so the hash, are the clean ones.
+anything is stored (`app/photos/metadata.py`); the stored bytes, and so the hash, are the clean
+ones.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from app.core import metadata
-from app.core.errors import InvalidPhoto, PayloadTooLarge
+from app.photos import metadata
+from app.platform.errors import InvalidPhoto, PayloadTooLarge
 
 FORMATS = {
     "JPEG": ("image/jpeg", "jpg"),

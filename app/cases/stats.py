@@ -29,9 +29,9 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.events import EventType
-from app.core.models import Case, CaseEvent, Feedback, Task
-from app.core.states import HANDED_BACK, CaseStatus
+from app.cases.events import EventType
+from app.cases.states import HANDED_BACK, CaseStatus
+from app.models import Case, CaseEvent, Feedback, Task
 from geo import GridIndex, GridLevel
 
 GroupBy = Literal["grid", "street", "department", "category"]

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.audit import GENESIS, chain_hash
-from app.core.events import case_event_outbox_row
-from app.core.models import Case, CaseEvent, OutboxMessage
+from app.cases.audit import GENESIS, chain_hash
+from app.cases.events import case_event_outbox_row
+from app.models import Case, CaseEvent, OutboxMessage
 
 if TYPE_CHECKING:
-    from app.core.policies import PolicyBook, PolicySet
+    from app.policies.document import PolicyBook, PolicySet
 
 _EVENTS = cast(Table, CaseEvent.__table__)
 _OUTBOX = cast(Table, OutboxMessage.__table__)
@@ -45,7 +45,7 @@ class UnitOfWork:
 
     def seal(self, case: Case, event: CaseEvent) -> None:
         """Link `event` after the case's newest event and make it the case's head
-        (app/core/audit.py)."""
+        (app/cases/audit.py)."""
         if self._audit_key is None:
             raise RuntimeError("this database has no audit key: case events cannot be sealed")
         event.prev_hash = case.head_hash or GENESIS

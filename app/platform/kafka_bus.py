@@ -19,9 +19,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 
-from app.core import topics
-from app.core.bus import Message
-from app.core.settings import KafkaSettings
+from app.platform import topics
+from app.platform.bus import Message
+from app.platform.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import jwt
 
-from app.core.errors import ServiceUnavailable, Unauthorized
+from app.platform.errors import ServiceUnavailable, Unauthorized
 
 
 class Role(StrEnum):

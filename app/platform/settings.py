@@ -263,11 +263,11 @@ class Settings(BaseSettings):
         return self.data_dir / "photos"
 
     def audit_key(self) -> bytes:
-        """The key case events are sealed with (see app/core/audit.py)."""
+        """The key case events are sealed with (see app/cases/audit.py)."""
         return self._key(self.auth.audit_key, "GRIDFLOW_AUTH__AUDIT_KEY", b"gridflow audit chain")
 
     def device_master_key(self) -> bytes:
-        """The key device secrets are derived from (see app/core/devices.py)."""
+        """The key device secrets are derived from (see app/devices/keys.py)."""
         return self._key(
             self.auth.device_master_key, "GRIDFLOW_AUTH__DEVICE_MASTER_KEY", b"gridflow devices"
         )

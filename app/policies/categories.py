@@ -11,7 +11,7 @@ import time
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.models import Category
+from app.models import Category
 
 
 class CategoryCache:

@@ -2,7 +2,7 @@
 sets that say what a state means ("open", "joinable by an alert", "pausable", ...).
 
 This is the one place a state is spelled. The model columns are typed with these enums
-(`app/core/models.py`), and intake, the engine, the SLA clock, the figures and the read models
+(`app/models.py`), and intake, the engine, the SLA clock, the figures and the read models
 ask the predicates below instead of listing states of their own.
 
 Case: reported → dispatched → accepted → on_site → resolved → closed; a declined or expired

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, delete, func, select
 
-from app.core import topics
-from app.core.db import Database
-from app.core.models import ConsumerOffset, IdempotencyRecord, OutboxMessage
+from app.models import ConsumerOffset, IdempotencyRecord, OutboxMessage
+from app.platform import topics
+from app.platform.db import Database
 
 CHUNK = 5000
 

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.models import Case, CaseEvent
+from app.models import Case, CaseEvent
 
 GENESIS = "0" * 64
 

@@ -16,10 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.catalog import CATEGORIES, DEPARTMENTS, CategorySpec
-from app.core.errors import AppError
-from app.core.models import Category, Department, PolicyDocumentVersion, SlaPolicy
-from app.core.uow import UnitOfWork
+from app.models import Category, Department, PolicyDocumentVersion, SlaPolicy
+from app.platform.errors import AppError
+from app.platform.uow import UnitOfWork
+from app.policies.catalog import CATEGORIES, DEPARTMENTS, CategorySpec
 
 Clock = Literal["on_site", "close", "verify"]
 Action = Literal[
@@ -316,7 +316,7 @@ async def find_policy(session: AsyncSession, category: str, priority: int) -> Sl
 
 
 def bundled(specs: Iterable[CategorySpec] = CATEGORIES) -> PolicyDocument:
-    """The bundled departments, categories and policies (app/core/catalog.py)."""
+    """The bundled departments, categories and policies (app/policies/catalog.py)."""
     specs = tuple(specs)
     return PolicyDocument(
         departments=[

@@ -24,9 +24,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import Database
-from app.core.errors import Unauthorized
-from app.core.models import Device, DeviceKey, SeenSignature
+from app.models import Device, DeviceKey, SeenSignature
+from app.platform.db import Database
+from app.platform.errors import Unauthorized
 
 WINDOW_S = 300
 

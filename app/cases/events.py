@@ -1,7 +1,7 @@
 """Typed events and the two ways they are written: the case timeline and the outbox.
 
 Every change to a case appends one CaseEvent (its `id` is the feed cursor) and one outbox row
-on the case-events topic, in the caller's unit of work (app/core/uow.py), which writes both just
+on the case-events topic, in the caller's unit of work (app/platform/uow.py), which writes both just
 before it commits. Delivery is at-least-once; consumers are idempotent by `event_id`.
 """
 
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from app.core import topics
-from app.core.models import Case, CaseEvent
+from app.models import Case, CaseEvent
+from app.platform import topics
 
 if TYPE_CHECKING:
-    from app.core.uow import UnitOfWork
+    from app.platform.uow import UnitOfWork
 
 
 class EventType(StrEnum):

@@ -19,10 +19,10 @@ from shapely.geometry import mapping
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import Database
-from app.core.errors import AppError
-from app.core.models import GridRow, GridSet
-from app.core.settings import GeoSettings
+from app.models import GridRow, GridSet
+from app.platform.db import Database
+from app.platform.errors import AppError
+from app.platform.settings import GeoSettings
 from geo import Grid, GridIndex, GridLevel, ImportReport, Rules, check_collection
 from geo.validate import geometry_from_geojson
 

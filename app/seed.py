@@ -14,11 +14,11 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.catalog import DRILL
-from app.core.devices import add_key
-from app.core.grids import store_grid_set
-from app.core.models import Category, Department, Device, GridSet, Worker
-from app.core.policies import PolicyDocument, add_policies, apply, bundled
+from app.devices.keys import add_key
+from app.gridsets.store import store_grid_set
+from app.models import Category, Department, Device, GridSet, Worker
+from app.policies.catalog import DRILL
+from app.policies.document import PolicyDocument, add_policies, apply, bundled
 from geo.demo_city import demo_grids, demo_sensors, demo_workers
 
 

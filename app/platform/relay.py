@@ -18,12 +18,12 @@ import logging
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select, update
 
-from app.core.clock import Clock, SystemClock
-from app.core.db import OUTBOX_CHANNEL, Database
-from app.core.kafka_bus import physical
-from app.core.models import OutboxMessage
-from app.core.settings import KafkaSettings
-from app.core.shutdown import bounded
+from app.models import OutboxMessage
+from app.platform.clock import Clock, SystemClock
+from app.platform.db import OUTBOX_CHANNEL, Database
+from app.platform.kafka_bus import physical
+from app.platform.settings import KafkaSettings
+from app.platform.shutdown import bounded
 
 log = logging.getLogger(__name__)
 RELAY_LOCK = 0x67726964  # "grid": the advisory-lock key of the relay

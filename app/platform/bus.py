@@ -20,15 +20,15 @@ from typing import Any, Protocol
 
 from sqlalchemy import func, select
 
-from app.core.db import Database
-from app.core.models import ConsumerOffset, OutboxMessage
+from app.models import ConsumerOffset, OutboxMessage
+from app.platform.db import Database
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Message:
-    topic: str  # the logical name (app.core.topics), whatever the bus calls it
+    topic: str  # the logical name (app.platform.topics), whatever the bus calls it
     key: str
     value: dict[str, Any]
     offset: int

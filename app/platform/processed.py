@@ -11,7 +11,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.models import ProcessedEvent
+from app.models import ProcessedEvent
 
 _TABLE = cast(Table, ProcessedEvent.__table__)
 

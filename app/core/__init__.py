@@ -1,1 +1,0 @@
-"""Core of the application: settings, database, models, events, bus. No HTTP here."""

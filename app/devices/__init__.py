@@ -1,0 +1,1 @@
+"""Sensor devices and their signing keys."""

@@ -1,0 +1,1 @@
+"""Photos: checked, stripped of metadata, stored under their digest."""
