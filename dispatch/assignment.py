@@ -99,10 +99,13 @@ async def offer_case(
         await _nobody(uow, ctx, case, actor=actor)
         return None
     policy = await policy_for(uow, case.category, case.priority)
-    task, timer, data = offer(case, worker, policy.accept_s if policy else DEFAULT_ACCEPT_S, now)
+    task_row, timer_row, data = offer(
+        case, worker, policy.accept_s if policy else DEFAULT_ACCEPT_S, now
+    )
+    task = Task(**task_row)
     uow.session.add(task)
     await uow.session.flush()
-    uow.session.add(timer)
+    uow.session.add(SlaTimer(**timer_row))
     append_case_event(uow, case, EventType.TASK_OFFERED, actor=actor, now=now, data=data)
     return task
 
@@ -137,39 +140,41 @@ async def _nobody(uow: UnitOfWork, ctx: DispatchContext, case: Case, *, actor: s
 
 def offer(
     case: Case, worker: Worker, accept_s: int, now: datetime
-) -> tuple[Task, SlaTimer, dict[str, Any]]:
-    """Make `worker` the case's assignee with a new offer (a slot already taken): the task, its
-    acceptance timer and the TaskOffered event's data, as new rows."""
-    task = Task(
-        id=str(uuid.uuid4()),
-        case_id=case.id,
-        worker_id=worker.id,
-        status=TaskStatus.OFFERED,
-        offered_at=now,
-        accept_due_at=now + timedelta(seconds=accept_s),
-        accepted_at=None,
-        arrived_at=None,
-        resolved_at=None,
-        ended_at=None,
-        note=None,
-    )
+) -> tuple[dict[str, Any], timers.TimerRow, dict[str, Any]]:
+    """Make `worker` the case's assignee with a new offer (a slot already taken): the task's
+    and its acceptance timer's column values, and the TaskOffered event's data."""
+    task_id = str(uuid.uuid4())
+    accept_due_at = now + timedelta(seconds=accept_s)
+    task = {
+        "id": task_id,
+        "case_id": case.id,
+        "worker_id": worker.id,
+        "status": TaskStatus.OFFERED,
+        "offered_at": now,
+        "accept_due_at": accept_due_at,
+        "accepted_at": None,
+        "arrived_at": None,
+        "resolved_at": None,
+        "ended_at": None,
+        "note": None,
+    }
     case.status = CaseStatus.DISPATCHED
     case.assignee_worker_id = worker.id
     timer = timers.timer(
         case_id=case.id,
-        task_id=task.id,
+        task_id=task_id,
         kind=TimerKind.ACCEPT,
-        due_at=task.accept_due_at,
+        due_at=accept_due_at,
         now=now,
         goal_s=accept_s,
     )
     data = {
-        "task_id": task.id,
+        "task_id": task_id,
         "worker_id": worker.id,
         "worker_name": worker.name,
         "worker_grid": worker.grid_code,
         "department": worker.department,
-        "accept_due_at": task.accept_due_at.isoformat(),
+        "accept_due_at": accept_due_at.isoformat(),
     }
     return task, timer, data
 

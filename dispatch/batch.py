@@ -35,6 +35,7 @@ from dispatch import ranking, timers
 from dispatch.assignment import nobody_data, offer
 from dispatch.context import DispatchContext
 from dispatch.opening import ACTOR, UnknownReport, merged_data, new_case, opened_data, policy_of
+from dispatch.timers import TimerRow
 
 _CASES = cast(Table, Case.__table__)
 _TASKS = cast(Table, Task.__table__)
@@ -72,8 +73,8 @@ class _Batch:
     policies: PolicySet
     now: datetime
     cases: list[Case] = field(default_factory=list)
-    tasks: list[Task] = field(default_factory=list)
-    timers: list[SlaTimer] = field(default_factory=list)
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    timers: list[TimerRow] = field(default_factory=list)
     report_cases: list[dict[str, str]] = field(default_factory=list)
     taken: Counter[str] = field(default_factory=Counter)  # slots taken per worker
 
@@ -133,9 +134,9 @@ async def dispatch_reports(
     if batch.cases:
         await session.execute(insert(_CASES), [_row(c, _CASES) for c in batch.cases])
     if batch.tasks:
-        await session.execute(insert(_TASKS), [_row(t, _TASKS) for t in batch.tasks])
+        await session.execute(insert(_TASKS), batch.tasks)
     if batch.timers:
-        await session.execute(insert(_TIMERS), [_row(t, _TIMERS) for t in batch.timers])
+        await session.execute(insert(_TIMERS), batch.timers)
     await session.execute(_SET_CASE, batch.report_cases)
     for report in todo:
         session.expire(report, ["case_id"])  # written above, not through the session

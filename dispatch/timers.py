@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import update
 
@@ -11,6 +12,8 @@ from app.cases.states import CLOCK_FAMILY, LIVE_TIMER, TimerKind, TimerState
 from app.models import SlaPolicy, SlaTimer
 from app.platform.uow import UnitOfWork
 from dispatch.context import DispatchContext
+
+TimerRow = dict[str, Any]  # an sla_timers row's columns, id left out
 
 
 def timer(
@@ -23,22 +26,22 @@ def timer(
     goal_s: int | None = None,
     step: int | None = None,
     action: str | None = None,
-) -> SlaTimer:
-    """A new armed timer row, not yet added anywhere (every column set: the batched engine
-    writes it with a plain INSERT)."""
-    return SlaTimer(
-        case_id=case_id,
-        task_id=task_id,
-        kind=kind,
-        due_at=due_at,
-        state=TimerState.ARMED,
-        created_at=now,
-        fired_at=None,
-        paused_remaining_s=None,
-        goal_s=goal_s,
-        step=step,
-        action=action,
-    )
+) -> TimerRow:
+    """A new armed timer's column values (every column but its id: the batched engine writes
+    them with a plain INSERT, the one-case path as `SlaTimer(**row)`)."""
+    return {
+        "case_id": case_id,
+        "task_id": task_id,
+        "kind": kind,
+        "due_at": due_at,
+        "state": TimerState.ARMED,
+        "created_at": now,
+        "fired_at": None,
+        "paused_remaining_s": None,
+        "goal_s": goal_s,
+        "step": step,
+        "action": action,
+    }
 
 
 def arm(
@@ -51,7 +54,9 @@ def arm(
     task_id: str | None = None,
     goal_s: int | None = None,
 ) -> SlaTimer:
-    row = timer(case_id=case_id, kind=kind, due_at=due_at, now=now, task_id=task_id, goal_s=goal_s)
+    row = SlaTimer(
+        **timer(case_id=case_id, kind=kind, due_at=due_at, now=now, task_id=task_id, goal_s=goal_s)
+    )
     uow.session.add(row)
     return row
 
@@ -106,7 +111,7 @@ def clock_timers(
     case_id: str,
     start: datetime,
     clocks: Iterable[TimerKind] = (TimerKind.ON_SITE, TimerKind.CLOSE),
-) -> tuple[list[SlaTimer], dict[TimerKind, datetime]]:
+) -> tuple[list[TimerRow], dict[TimerKind, datetime]]:
     """A case's clocks from `start` in the policy's calendar, each with its warning at
     `warn_at` of the way and its escalation steps (each `after_s` past its due time, with its
     place in the chain and its action fixed now), as new rows; and each clock's due time."""
@@ -117,7 +122,7 @@ def clock_timers(
         TimerKind.CLOSE: policy.close_s,
         TimerKind.VERIFY: policy.verify_s,
     }
-    rows: list[SlaTimer] = []
+    rows: list[TimerRow] = []
     dues = {}
     for clock in clocks:
         goal = goals[clock]
@@ -157,5 +162,5 @@ def arm_clocks(
 ) -> dict[TimerKind, datetime]:
     """Arm a case's clocks (`clock_timers`); returns each clock's due time."""
     rows, dues = clock_timers(ctx, policy, case_id=case_id, start=start, clocks=clocks)
-    uow.session.add_all(rows)
+    uow.session.add_all(SlaTimer(**row) for row in rows)
     return dues

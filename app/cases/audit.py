@@ -18,17 +18,20 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Case, CaseEvent
 
+if TYPE_CHECKING:
+    from app.cases.events import NewEvent
+
 GENESIS = "0" * 64
 
 
-def chain_hash(key: bytes, prev: str, event: CaseEvent) -> str:
+def chain_hash(key: bytes, prev: str, event: CaseEvent | NewEvent) -> str:
     content = [
         prev,
         event.event_id,

@@ -20,7 +20,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.cases.audit import GENESIS, chain_hash
-from app.cases.events import case_event_outbox_row
+from app.cases.events import NewEvent, case_event_outbox_row
 from app.models import Case, CaseEvent, OutboxMessage
 
 if TYPE_CHECKING:
@@ -39,11 +39,11 @@ class UnitOfWork:
         self._audit_key = audit_key
         self.book = book  # the process's cached policy set
         self.policy_set: PolicySet | None = None  # the version this transaction uses
-        self.events: list[CaseEvent] = []  # appended in this transaction, not yet written
+        self.events: list[NewEvent] = []  # appended in this transaction, not yet written
         self._outbox: list[dict[str, Any]] = []  # enqueued rows, not yet written
         self.outbox_written = False  # rows were written: relays should look
 
-    def seal(self, case: Case, event: CaseEvent) -> None:
+    def seal(self, case: Case, event: NewEvent) -> None:
         """Link `event` after the case's newest event and make it the case's head
         (app/cases/audit.py)."""
         if self._audit_key is None:
@@ -52,7 +52,7 @@ class UnitOfWork:
         event.hash = chain_hash(self._audit_key, event.prev_hash, event)
         case.head_hash = event.hash
 
-    def add_event(self, event: CaseEvent) -> None:
+    def add_event(self, event: NewEvent) -> None:
         self.events.append(event)
 
     def add_outbox(self, row: dict[str, Any]) -> None:

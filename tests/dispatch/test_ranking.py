@@ -195,7 +195,7 @@ def test_clocks_arm_with_their_warnings_and_escalation_steps(index: GridIndex) -
         TimerKind.ON_SITE: NOW + timedelta(seconds=300),
         TimerKind.CLOSE: NOW + timedelta(seconds=900),
     }
-    armed = [(t.kind, t.due_at - NOW, t.step, t.action, t.goal_s) for t in rows]
+    armed = [(t["kind"], t["due_at"] - NOW, t["step"], t["action"], t["goal_s"]) for t in rows]
     s = timedelta(seconds=1)
     assert armed == [
         (TimerKind.ON_SITE, 300 * s, None, None, 300),
