@@ -375,6 +375,7 @@ async def storm(dsn: str, devices: list[StormDevice], count: int, seconds: float
 
     sent = await sender.send(8302, build, rate=count / seconds, count=count, timeout_s=900)
     accepted = sum(1 for st in sent.statuses if st == 202)
+    statuses = {str(st): sent.statuses.count(st) for st in sorted(set(sent.statuses))}
     conn = await asyncpg.connect(dsn)
     try:
         started = time.monotonic()
@@ -408,6 +409,7 @@ async def storm(dsn: str, devices: list[StormDevice], count: int, seconds: float
         "asked_rate": count / seconds,
         "sent_rate": sent.rate,
         "accepted": accepted,
+        "statuses": statuses,
         "cases": cases,
         "max_cases_per_device_and_category": per_device,
         "merged": len(merge),
