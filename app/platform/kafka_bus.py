@@ -162,6 +162,12 @@ class KafkaConsumer:
             log.warning("commit of %s@%s failed: %s", tp, message.offset, exc)
 
     async def stop(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()  # leaves the group
-            self._consumer = None
+        """Leave the group. A broker that answers the goodbye with an error (a frozen one times
+        the request out) is let go: the group drops a silent member after the session timeout,
+        and the offsets committed so far stand, so stopping never fails for it."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                await consumer.stop()
+            except KafkaError as exc:
+                log.warning("leaving the consumer group of %s failed (%s)", self.physical, exc)

@@ -171,11 +171,11 @@ async def act(w: World, round_no: int) -> None:
         elif task.status == TaskStatus.ON_SITE and pick < 0.7:
             command = ResolveTask(task.id, task.worker_id, "处理完毕")
         if command is not None:
-            await run(w, command)
+            await run(w, names[case.id], command)
         w.clock.advance(1)
     for case in sorted(verifying, key=lambda c: names[c.id]):
         pick = random.Random(f"{names[case.id]}/{round_no}/verify").random()
-        await run(w, VerifyCase(case.id, "operator:ops", None, pick < 0.7, "核查"))
+        await run(w, names[case.id], VerifyCase(case.id, "operator:ops", None, pick < 0.7, "核查"))
     seen: set[str] = set()
     for case, report in sorted(resolved, key=lambda cr: names[cr[0].id]):
         if case.id in seen or report.reporter_id is None:
@@ -183,15 +183,18 @@ async def act(w: World, round_no: int) -> None:
         seen.add(case.id)
         pick = random.Random(f"{names[case.id]}/{round_no}/feedback").random()
         if pick < 0.6:
-            await run(w, GiveFeedback(report.id, report.reporter_id, pick < 0.45, 4, None))
+            command = GiveFeedback(report.id, report.reporter_id, pick < 0.45, 4, None)
+            await run(w, names[case.id], command)
 
 
-async def run(w: World, command: Any) -> None:
+async def run(w: World, label: str, command: Any) -> None:
+    """Carry out a command; one the engine refuses (a task that expired meanwhile) is
+    recorded, and the two worlds must refuse the same ones."""
     try:
         async with w.runtime.db.transaction() as uow:
             await commands.handle(uow, w.ctx, command)
-    except AppError:
-        pass  # refused the same way in both worlds: compared through the histories
+    except AppError as exc:
+        w.refusals.append((label, type(command).__name__, exc.code))
 
 
 async def let_time_pass(w: World, seconds: float) -> None:
@@ -282,6 +285,7 @@ async def test_batched_and_one_by_one_leave_the_same_history(
         "CaseReopened",
     ):
         assert kind in kinds, f"the scenario never produced {kind}"
+    assert many.refusals == one.refusals
     assert got.keys() == expected.keys()
     for label, case in expected.items():
         assert got[label] == case, f"case {label} differs"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ class World:
     engine: Engine
     batched: bool
     read_upto: int = 0
+    refusals: list[tuple[str, str, str]] = field(default_factory=list)  # (case, command, error)
 
     @property
     def ctx(self) -> Any:

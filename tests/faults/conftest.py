@@ -97,7 +97,7 @@ class Dispatcher:
         for line in self.output:
             if "stopped after" in line:
                 return int(line.split("stopped after")[1].split()[0])
-        raise AssertionError(f"{self.name} did not stop cleanly:\n" + "".join(self.output[-40:]))
+        raise AssertionError(f"{self.name} did not stop cleanly:\n" + "".join(self.output[-400:]))
 
     async def close(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
