@@ -37,8 +37,8 @@ async def candidates(
 ) -> list[Worker]:
     """On-duty workers with room for another task, best first (dispatch/ranking.py): those of
     the first tier that has any, loaded in one query for all the case's tiers."""
-    category = (await policy_set(uow)).categories.get(case.category)
-    search = ranking.search_for(ctx, case, category.skill if category is not None else None)
+    skill = (await policy_set(uow)).skill(case.category)
+    search = ranking.search_for(ctx, case, skill)
     rows = await uow.session.scalars(
         select(Worker).where(
             Worker.on_duty.is_(True),

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.cases.events import EventType, append_case_event
 from app.cases.queries import open_cases_for_devices
 from app.cases.states import TimerKind
-from app.models import Case, Report, SlaTimer, Task, Worker
+from app.models import Case, Report, SlaPolicy, SlaTimer, Task, Worker
 from app.platform.uow import UnitOfWork
 from app.policies.document import PolicySet, policy_set
 from dispatch import ranking, timers
@@ -98,7 +98,7 @@ async def dispatch_reports(
 
     # First which reports open a case (a repeated alert joins its device's open case, one
     # opened earlier in the batch included), so one query can read every worker they may need.
-    opens: dict[str, Case] = {}
+    opens: dict[str, tuple[Case, SlaPolicy]] = {}
     opened_by_device: set[tuple[str, str]] = set()
     for report in todo:
         if report.device_id is not None:
@@ -106,18 +106,18 @@ async def dispatch_reports(
             if key in joinable or key in opened_by_device:
                 continue
             opened_by_device.add(key)
-        category, _ = policy_of(batch.policies, report)
-        opens[report.id] = new_case(ctx, report, category, batch.now)
+        category, policy = policy_of(batch.policies, report)
+        opens[report.id] = (new_case(ctx, report, category, batch.now), policy)
     searches = {
-        case.id: ranking.search_for(ctx, case, _skill(batch.policies, case))
-        for case in opens.values()
+        case.id: ranking.search_for(ctx, case, batch.policies.skill(case.category))
+        for case, _ in opens.values()
     }
     roster = ranking.Roster(await _workers(session, list(searches.values())))
 
     # Then every report in order, as dispatch_report would.
     for report in todo:
-        case = opens.get(report.id)
-        if case is None:
+        opened = opens.get(report.id)
+        if opened is None:
             assert report.device_id is not None
             target = joinable[(report.device_id, report.category)]
             batch.report_cases.append({"rid": report.id, "cid": target.id})
@@ -126,7 +126,8 @@ async def dispatch_reports(
                 uow, target, EventType.REPORT_MERGED, actor=ACTOR, now=batch.now, data=data
             )
             continue
-        _open(uow, batch, report, case, searches[case.id], roster)
+        case, policy = opened
+        _open(uow, batch, report, case, policy, searches[case.id], roster)
         if report.device_id is not None:
             joinable[(report.device_id, report.category)] = case  # later alerts join it
 
@@ -147,12 +148,13 @@ def _open(
     batch: _Batch,
     report: Report,
     case: Case,
+    policy: SlaPolicy,
     search: ranking.Search,
     roster: ranking.Roster,
 ) -> None:
-    """Open `case` for `report` and offer it (offer_case with nobody having refused yet)."""
+    """Open `case` for `report` under `policy` and offer it (offer_case with nobody having
+    refused yet)."""
     ctx, now = batch.ctx, batch.now
-    _, policy = policy_of(batch.policies, report)
     rows, due = timers.clock_timers(ctx, policy, case_id=case.id, start=case.created_at)
     batch.cases.append(case)
     batch.timers.extend(rows)
@@ -183,11 +185,6 @@ def _open(
     batch.tasks.append(task)
     batch.timers.append(timer)
     append_case_event(uow, case, EventType.TASK_OFFERED, actor=ACTOR, now=now, data=data)
-
-
-def _skill(policies: PolicySet, case: Case) -> str | None:
-    category = policies.categories.get(case.category)
-    return category.skill if category is not None else None
 
 
 async def _workers(session: AsyncSession, searches: list[ranking.Search]) -> list[Worker]:

@@ -262,6 +262,11 @@ class PolicySet:
         found = self.policies.get((category, priority)) if priority != 0 else None
         return found or self.policies.get((category, 0))
 
+    def skill(self, category: str) -> str | None:
+        """The skill whose workers are offered the category's cases first, if any."""
+        found = self.categories.get(category)
+        return found.skill if found is not None else None
+
 
 _VERSION = select(PolicyDocumentVersion.version).where(PolicyDocumentVersion.id == 1)
 
