@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
@@ -106,3 +107,9 @@ async def read_body(
         return parsed, photos
     finally:
         await form.close()
+
+
+def json_answer(answer: BaseModel, status: int = 200) -> Response:
+    """`answer` as the response, serialised once by its own model (a route returning a model
+    has it validated and serialised again by FastAPI)."""
+    return Response(answer.model_dump_json(), status_code=status, media_type="application/json")

@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Header
+from fastapi import Header, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import IdempotencyRecord
+from app.platform.db import Database
 from app.platform.errors import AppError
 
 IdempotencyKey = Annotated[
@@ -38,6 +41,35 @@ IdempotencyKey = Annotated[
         "gets the first answer and changes nothing.",
     ),
 ]
+
+
+_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+KEY_PARAMETER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "A unique key per logical request (e.g. a UUID); a retry with the same key "
+    "gets the first answer and changes nothing.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[\x21-\x7e]+$"},
+}
+
+
+def key_of(request: Request) -> str | None:
+    """The request's Idempotency-Key, checked as `IdempotencyKey` checks it, for routes that
+    take only the request (documented with `KEY_PARAMETER`)."""
+    key = request.headers.get("idempotency-key")
+    if key is None or _KEY.match(key):
+        return key
+    raise RequestValidationError(
+        [
+            {
+                "loc": ("header", "Idempotency-Key"),
+                "msg": "1 to 200 printable ASCII characters, no spaces",
+                "type": "string_pattern_mismatch",
+            }
+        ]
+    )
 
 
 class IdempotencyKeyReused(AppError):
@@ -73,6 +105,31 @@ def _answer(record: IdempotencyRecord, request_hash: str) -> JSONResponse:
     return JSONResponse(
         record.body, status_code=record.status, headers={"Idempotent-Replayed": "true"}
     )
+
+
+def record_row(
+    principal: str, key: str, request_hash: str, status: int, answer: BaseModel, now: datetime
+) -> dict[str, Any]:
+    """The key's record complete with its answer, for writers that record it in the same
+    statement as the work (app/intake/write.py)."""
+    return {
+        "principal": principal,
+        "key": key,
+        "request_hash": request_hash,
+        "status": status,
+        "body": answer.model_dump(mode="json"),
+        "created_at": now,
+    }
+
+
+async def replay(db: Database, record: dict[str, Any]) -> JSONResponse:
+    """The first answer for `record`'s key, which another request recorded (422 if that
+    request asked for something else)."""
+    async with db.reader() as session:
+        found = await session.get(IdempotencyRecord, (record["principal"], record["key"]))
+    if found is None:  # recorded a moment ago, so only a purge could have removed it
+        raise RuntimeError("an Idempotency-Key's record vanished while being replayed")
+    return _answer(found, record["request_hash"])
 
 
 async def claim(

@@ -11,13 +11,19 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.cases.events import EventEnvelope, EventType, ReportReceivedData, enqueue
+from app.cases.events import (
+    EventEnvelope,
+    EventType,
+    ReportReceivedData,
+    enqueue,
+    outbox_row,
+)
 from app.cases.queries import open_case_for_device
 from app.cases.states import ReportSource
 from app.gridsets.store import LiveGrids
@@ -25,6 +31,7 @@ from app.models import Device, Photo, Report
 from app.photos.store import CheckedPhoto, PhotoStore
 from app.platform import topics
 from app.platform.clock import Clock
+from app.platform.db import Database
 from app.platform.errors import OutsideServiceArea, UnknownCategory
 from app.platform.uow import UnitOfWork
 from app.policies.categories import CategoryCache
@@ -105,6 +112,49 @@ def _received(
     )
 
 
+@dataclass(frozen=True)
+class Submission:
+    """What accepting one report writes: its row, its photos' rows, its outbox row."""
+
+    accepted: Accepted
+    report: dict[str, Any]
+    photos: list[dict[str, Any]]
+    outbox: dict[str, Any]
+
+
+async def prepare_report(
+    db: Database,
+    grids: LiveGrids,
+    categories: CategoryCache,
+    clock: Clock,
+    store: PhotoStore,
+    *,
+    resident_id: str,
+    category: str,
+    description: str,
+    location: Location,
+    address: str | None,
+    photos: list[CheckedPhoto],
+) -> Submission:
+    """Check and place a resident's report and store its photos' bytes; the rows are written
+    by `write.write_submission` (one statement on PostgreSQL). Reads the database only for a
+    category not in the cache."""
+    if category not in categories.codes:
+        async with db.reader() as session:
+            await _require_category(session, categories, category)
+    return await _resident_submission(
+        grids,
+        clock,
+        store,
+        resident_id=resident_id,
+        category=category,
+        description=description,
+        location=location,
+        address=address,
+        photos=photos,
+    )
+
+
 async def submit_report(
     uow: UnitOfWork,
     grids: LiveGrids,
@@ -119,56 +169,83 @@ async def submit_report(
     address: str | None,
     photos: list[CheckedPhoto],
 ) -> Accepted:
-    """The hot path of intake: plain INSERTs (no unit-of-work bookkeeping), one round trip
-    each, and nothing read from the database unless the category is not in the cache."""
+    """A resident's report written in the caller's unit of work (the same rows as
+    `prepare_report` + `write_submission`)."""
     session = uow.session
     await _require_category(session, categories, category)
+    sub = await _resident_submission(
+        grids,
+        clock,
+        store,
+        resident_id=resident_id,
+        category=category,
+        description=description,
+        location=location,
+        address=address,
+        photos=photos,
+    )
+    await session.execute(_INSERT_REPORT, sub.report)
+    if sub.photos:
+        await session.execute(_INSERT_PHOTO, sub.photos)
+    uow.add_outbox(sub.outbox)
+    return sub.accepted
+
+
+async def _resident_submission(
+    grids: LiveGrids,
+    clock: Clock,
+    store: PhotoStore,
+    *,
+    resident_id: str,
+    category: str,
+    description: str,
+    location: Location,
+    address: str | None,
+    photos: list[CheckedPhoto],
+) -> Submission:
     lon, lat, grid, index = _locate(grids, location)
     now = clock.now()
     report_id = str(uuid.uuid4())
-    await session.execute(
-        _INSERT_REPORT,
-        {
-            "id": report_id,
-            "source": ReportSource.RESIDENT,
-            "reporter_id": resident_id,
-            "category": category,
-            "description": description,
-            "address": address,
-            "lon": lon,
-            "lat": lat,
-            "crs": location.crs.value,
-            "lon_in": location.lon,
-            "lat_in": location.lat,
-            "grid_code": grid.code,
-            "grid_set_version": index.version,
-            "created_at": now,
-        },
-    )
+    report = {
+        "id": report_id,
+        "source": ReportSource.RESIDENT,
+        "reporter_id": resident_id,
+        "category": category,
+        "description": description,
+        "address": address,
+        "lon": lon,
+        "lat": lat,
+        "crs": location.crs.value,
+        "lon_in": location.lon,
+        "lat_in": location.lat,
+        "grid_code": grid.code,
+        "grid_set_version": index.version,
+        "created_at": now,
+    }
     for photo in photos:
         await asyncio.to_thread(store.save, photo)
-    if photos:
-        await session.execute(
-            _INSERT_PHOTO,
-            [
-                {
-                    "id": str(uuid.uuid4()),
-                    "report_id": report_id,
-                    "sha256": photo.sha256,
-                    "content_type": photo.content_type,
-                    "width": photo.width,
-                    "height": photo.height,
-                    "size_bytes": len(photo.data),
-                    "created_at": now,
-                }
-                for photo in photos
-            ],
-        )
+    photo_rows = [
+        {
+            "id": str(uuid.uuid4()),
+            "report_id": report_id,
+            "sha256": photo.sha256,
+            "content_type": photo.content_type,
+            "width": photo.width,
+            "height": photo.height,
+            "size_bytes": len(photo.data),
+            "created_at": now,
+        }
+        for photo in photos
+    ]
     received = _received(
         report_id, ReportSource.RESIDENT, resident_id, None, category, grid.code, now
     )
-    enqueue(uow, topics.INTAKE, grid.code, received)
-    return Accepted(report_id, category, now, GridRef.of(index, grid.code))
+    return Submission(
+        Accepted(report_id, category, now, GridRef.of(index, grid.code)),
+        report,
+        photo_rows,
+        outbox_row(topics.INTAKE, grid.code, received),
+    )
 
 
 async def submit_alert(

@@ -14,10 +14,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -39,7 +41,7 @@ class Database:
         url: str,
         *,
         echo: bool = False,
-        pool_size: int = 10,
+        pool_size: int = 20,
         serialize_writes: bool = False,
         audit_key: bytes | None = None,
     ) -> None:
@@ -55,6 +57,7 @@ class Database:
         else:
             # Fail fast when the server is away: callers answer 503 rather than hang.
             kwargs["pool_size"] = pool_size
+            kwargs["max_overflow"] = 0  # no connection opened and closed per request under load
             kwargs["pool_timeout"] = 10
             kwargs["connect_args"] = {"timeout": 5, "command_timeout": 30}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
@@ -64,10 +67,61 @@ class Database:
         self.policies = PolicyBook()  # this process's cached policy set
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
         self._write_lock = asyncio.Lock()
+        self.pool_size = pool_size
+        self._direct_pool: asyncpg.Pool | None = None
+        self._direct_lock = asyncio.Lock()
         self._after_commit: list[Callable[[], None]] = []
 
     def on_commit(self, listener: Callable[[], None]) -> None:
         self._after_commit.append(listener)
+
+    def committed(self) -> None:
+        """Tell the listeners (the embedded bus, the relay) that new outbox rows are committed."""
+        for listener in self._after_commit:
+            listener()
+
+    @asynccontextmanager
+    async def direct(self) -> AsyncIterator[asyncpg.Connection]:
+        """A PostgreSQL connection of its own small asyncpg pool, in no transaction: each
+        statement on it is its own transaction. For the few hot statements written once in SQL
+        (app/intake/write.py), where going through the ORM's pool and session cost more than
+        the statement; everything else goes through `transaction()`. A connection that fails
+        is closed and reported as `ConnectionError` (503)."""
+        if self.is_sqlite:
+            raise RuntimeError("direct statements are for PostgreSQL")
+        down = (
+            OSError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.OperatorInterventionError,  # the server shutting down or starting up
+            asyncpg.InterfaceError,
+        )
+        try:
+            pool = self._direct_pool or await self._open_direct_pool()
+            conn = await pool.acquire(timeout=10)
+        except TimeoutError as exc:
+            raise PoolTimeout("no direct connection was free in time") from exc
+        except down as exc:
+            raise ConnectionError(f"the database is unreachable: {exc}") from exc
+        try:
+            yield conn
+        except (*down, TimeoutError) as exc:  # TimeoutError: the statement's command_timeout
+            raise ConnectionError(f"the database connection failed: {exc}") from exc
+        finally:
+            await pool.release(conn)
+
+    async def _open_direct_pool(self) -> asyncpg.Pool:
+        async with self._direct_lock:
+            if self._direct_pool is None:
+                dsn = self.engine.url.set(drivername="postgresql")
+                self._direct_pool = await asyncpg.create_pool(
+                    dsn.render_as_string(hide_password=False),
+                    min_size=0,
+                    max_size=self.pool_size,
+                    timeout=5,
+                    command_timeout=30,
+                    reset=_no_reset,
+                )
+            return self._direct_pool
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[UnitOfWork]:
@@ -89,8 +143,7 @@ class Database:
                     # Delivered at commit to every listening relay, in any process.
                     await session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
                 await session.commit()
-        for listener in self._after_commit:
-            listener()
+        self.committed()
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncSession]:
@@ -121,7 +174,15 @@ class Database:
             await session.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
 
     async def dispose(self) -> None:
+        if self._direct_pool is not None:
+            await self._direct_pool.close()
+            self._direct_pool = None
         await self.engine.dispose()
+
+
+async def _no_reset(_: asyncpg.Connection) -> None:
+    """Direct statements leave no session state behind (asyncpg rolls back an open
+    transaction by itself): skip the reset round trip on every release."""
 
 
 def alembic_config() -> Config:

@@ -23,7 +23,13 @@ class DbSettings(BaseModel):
         "PostgreSQL: postgresql+asyncpg://user:pass@host/db",
     )
     echo: bool = False
-    pool_size: int = 10
+    pool_size: int = Field(
+        default=20,
+        ge=1,
+        description="PostgreSQL connections per process, all kept open: a request waits for a "
+        "free one (503 overloaded after 10 s) rather than opening a short-lived extra one, "
+        "which costs both processes more than the request itself.",
+    )
 
 
 class BusSettings(BaseModel):
