@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass, field
 
 from app.auth.tokens import TokenVerifier
+from app.devices.keys import KeyOwners
 from app.gridsets.store import LiveGrids
 from app.photos.store import PhotoStore
 from app.platform.bus import Bus, EmbeddedBus
@@ -39,6 +40,7 @@ class Runtime:
         self.secret = s.jwt_secret()
         # Derived once: in development each derivation reads the secret file.
         self.device_master_key = s.device_master_key()
+        self.key_owners = KeyOwners()  # which device each signing key belongs to
         self.tokens = TokenVerifier(
             self.secret,
             issuer=s.auth.issuer,

@@ -238,11 +238,7 @@ class Engine:
                     else:
                         await self._handle_batch(batch)
                     self.processed += len(batch)  # applied, whether or not the commit lands
-                    last: dict[int, Message] = {}
-                    for message in batch:
-                        last[message.partition] = message
-                    for message in last.values():
-                        await consumer.commit(message)
+                    await consumer.commit(batch)
             except asyncio.CancelledError:
                 raise
             except Exception:

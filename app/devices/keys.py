@@ -56,6 +56,39 @@ def add_key(session: AsyncSession, device_id: str, master: bytes, now: datetime)
     return key_id, key_secret(master, key_id)
 
 
+def check_signature(
+    master: bytes,
+    *,
+    key_id: str | None,
+    timestamp: str | None,
+    signature: str | None,
+    method: str,
+    path: str,
+    body: bytes,
+    now: datetime,
+) -> None:
+    """Unauthorized, saying why, unless `signature` signs this request with `key_id`'s secret
+    within the window. Needs no database: the secret is derived from the key id."""
+    if not key_id or not timestamp or not signature:
+        raise Unauthorized(
+            "sign the request: X-Device-Key-Id, X-Timestamp and X-Signature are required"
+        )
+    if not timestamp.isdigit() or len(timestamp) > 12:
+        raise Unauthorized("X-Timestamp must be Unix seconds")
+    skew = abs(now.timestamp() - int(timestamp))
+    if skew > WINDOW_S:
+        raise Unauthorized(
+            f"X-Timestamp is {int(skew)} s from the server's clock (limit {WINDOW_S})"
+        )
+    expected = sign(key_secret(master, key_id[:40]), timestamp, method, path, body)
+    if not hmac.compare_digest(expected, signature.lower()):
+        raise Unauthorized("the signature does not match the request")
+
+
+UNKNOWN_KEY = "unknown or revoked device key"
+REPLAY = "this signed request was already received (replay)"
+
+
 async def verify_request(
     session: AsyncSession,
     master: bytes,
@@ -69,25 +102,50 @@ async def verify_request(
     now: datetime,
 ) -> Device:
     """The device that signed this request, or Unauthorized saying why not."""
-    if not key_id or not timestamp or not signature:
-        raise Unauthorized(
-            "sign the request: X-Device-Key-Id, X-Timestamp and X-Signature are required"
-        )
-    if not timestamp.isdigit() or len(timestamp) > 12:
-        raise Unauthorized("X-Timestamp must be Unix seconds")
-    skew = abs(now.timestamp() - int(timestamp))
-    if skew > WINDOW_S:
-        raise Unauthorized(
-            f"X-Timestamp is {int(skew)} s from the server's clock (limit {WINDOW_S})"
-        )
+    check_signature(
+        master,
+        key_id=key_id,
+        timestamp=timestamp,
+        signature=signature,
+        method=method,
+        path=path,
+        body=body,
+        now=now,
+    )
+    assert key_id is not None
+    return await live_device(session, key_id)
+
+
+async def live_device(session: AsyncSession, key_id: str) -> Device:
+    """The device of a key, Unauthorized if the key or the device is revoked (or unknown)."""
     key = await session.get(DeviceKey, key_id[:40])
     device = await session.get(Device, key.device_id) if key else None
     if key is None or device is None or key.revoked_at is not None or device.revoked_at:
-        raise Unauthorized("unknown or revoked device key")
-    expected = sign(key_secret(master, key.id), timestamp, method, path, body)
-    if not hmac.compare_digest(expected, signature.lower()):
-        raise Unauthorized("the signature does not match the request")
+        raise Unauthorized(UNKNOWN_KEY)
     return device
+
+
+class KeyOwners:
+    """Which device each key id belongs to, remembered (a key never changes device).
+    Whether the key or its device is revoked is not remembered: it is checked by the
+    statement that accepts the request (app/intake/write.py)."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._owners: dict[str, str] = {}
+        self._max_keys = max_keys
+
+    async def device_of(self, db: Database, key_id: str) -> str | None:
+        owner = self._owners.get(key_id)
+        if owner is None:
+            async with db.reader() as session:
+                owner = await session.scalar(
+                    select(DeviceKey.device_id).where(DeviceKey.id == key_id[:40])
+                )
+            if owner is not None:
+                if len(self._owners) >= self._max_keys:
+                    self._owners.clear()
+                self._owners[key_id] = owner
+        return owner
 
 
 async def remember_signature(db: Database, signature: str, key_id: str, now: datetime) -> None:
@@ -97,7 +155,7 @@ async def remember_signature(db: Database, signature: str, key_id: str, now: dat
             session = uow.session
             session.add(SeenSignature(signature=signature.lower(), key_id=key_id, seen_at=now))
     except IntegrityError as exc:
-        raise Unauthorized("this signed request was already received (replay)") from exc
+        raise Unauthorized(REPLAY) from exc
 
 
 async def prune_signatures(db: Database, now: datetime) -> None:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.http import errors
+from app.http.deps import bearer, device_key_id
 from app.http.ratelimit import AddressLimit, TokenBuckets
 from app.http.routes import (
     admin,
@@ -112,7 +113,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        # The hot routes read their credentials by hand and name these schemes in openapi_extra.
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        for name, scheme in (("HTTPBearer", bearer), ("DeviceSignature", device_key_id)):
+            schemes[name] = scheme.model.model_dump(mode="json", by_alias=True, exclude_none=True)
+        components = schema["components"].setdefault("schemas", {})
         for model in _EXTRA_SCHEMAS:
             js = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(js.pop("$defs", {}))

@@ -15,14 +15,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.tokens import Principal, Role
-from app.devices.keys import remember_signature, verify_request
+from app.devices.keys import UNKNOWN_KEY, check_signature
 from app.http.bodies import MAX_JSON_BYTES, read_limited
-from app.models import Device, Worker
+from app.models import Worker
 from app.platform.errors import Forbidden, RateLimited, Unauthorized
 from app.platform.uow import UnitOfWork
 from app.runtime import Runtime
@@ -89,7 +89,7 @@ async def check_caller(
         allowed = ", ".join(r.value for r in roles)
         raise Forbidden(f"this needs the role {allowed}; the token is {principal.role.value}")
     if limit is not None:
-        _take(request, runtime, limit, principal.actor)
+        take(request, runtime, limit, principal.actor)
     return principal
 
 
@@ -118,18 +118,8 @@ def bearer_token(request: Request) -> str | None:
 BEARER: list[dict[str, list[str]]] = [{"HTTPBearer": []}]
 
 
-def require(*roles: Role):  # type: ignore[no-untyped-def]
-    async def check(principal: CurrentPrincipal) -> Principal:
-        if principal.role not in roles:
-            allowed = ", ".join(r.value for r in roles)
-            raise Forbidden(f"this needs the role {allowed}; the token is {principal.role.value}")
-        return principal
-
-    return check
-
-
-Resident = Annotated[Principal, Depends(require(Role.RESIDENT))]
-WorkerPrincipal = Annotated[Principal, Depends(require(Role.WORKER))]
+Resident = Annotated[Principal, caller(Role.RESIDENT)]
+WorkerPrincipal = Annotated[Principal, caller(Role.WORKER)]
 
 
 async def get_worker(runtime: RuntimeDep, principal: WorkerPrincipal) -> Worker:
@@ -141,11 +131,11 @@ async def get_worker(runtime: RuntimeDep, principal: WorkerPrincipal) -> Worker:
 
 
 CurrentWorker = Annotated[Worker, Depends(get_worker)]
-Operator = Annotated[Principal, Depends(require(Role.OPERATOR, Role.ADMIN))]
-Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+Operator = Annotated[Principal, caller(Role.OPERATOR, Role.ADMIN)]
+Admin = Annotated[Principal, caller(Role.ADMIN)]
 # Verdicts on resolved cases: inspectors (workers; the skill is checked by the engine), operators
-Inspector = Annotated[Principal, Depends(require(Role.WORKER, Role.OPERATOR, Role.ADMIN))]
-ReportReader = Annotated[Principal, Depends(require(Role.RESIDENT, Role.OPERATOR, Role.ADMIN))]
+Inspector = Annotated[Principal, caller(Role.WORKER, Role.OPERATOR, Role.ADMIN)]
+ReportReader = Annotated[Principal, caller(Role.RESIDENT, Role.OPERATOR, Role.ADMIN)]
 
 
 device_key_id = APIKeyHeader(
@@ -157,61 +147,76 @@ device_key_id = APIKeyHeader(
 )
 
 
+SIGNATURE_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "X-Timestamp",
+        "in": "header",
+        "required": True,
+        "description": "Unix seconds",
+        "schema": {"type": "string", "maxLength": 12},
+    },
+    {
+        "name": "X-Signature",
+        "in": "header",
+        "required": True,
+        "description": "hex HMAC-SHA256 with the key's secret over "
+        "`<timestamp>\\n<METHOD>\\n<path>\\n` followed by the body",
+        "schema": {"type": "string", "maxLength": 64},
+    },
+]
+
+
 @dataclass(frozen=True)
-class SignedRequest:
-    device: Device
+class SignedAlert:
+    key_id: str
+    signature: str
+    device_id: str  # the key's device; whether it is revoked is checked when writing
     body: bytes  # exactly the bytes that were signed
 
 
-async def get_signed_request(
-    request: Request,
-    runtime: RuntimeDep,
-    key_id: Annotated[str | None, Depends(device_key_id)],
-    timestamp: Annotated[
-        str | None, Header(alias="X-Timestamp", max_length=12, description="Unix seconds")
-    ] = None,
-    signature: Annotated[
-        str | None,
-        Header(
-            alias="X-Signature",
-            max_length=64,
-            description="hex HMAC-SHA256 with the key's secret over "
-            "`<timestamp>\\n<METHOD>\\n<path>\\n` followed by the body",
-        ),
-    ] = None,
-) -> SignedRequest:
+async def read_signed(request: Request, runtime: Runtime) -> SignedAlert:
+    """The body of a device request whose signature matches its key (`device_key_id` and
+    `SIGNATURE_PARAMETERS` document the headers), or Unauthorized. Reads the database only
+    for a key id this process has not seen."""
+    headers = request.headers
+    key_id = headers.get("x-device-key-id")
+    timestamp = headers.get("x-timestamp")
+    signature = headers.get("x-signature")
     body = await read_limited(request, MAX_JSON_BYTES)
-    now = runtime.clock.now()
-    async with runtime.db.reader() as session:
-        device = await verify_request(
-            session,
-            runtime.device_master_key,
-            key_id=key_id,
-            timestamp=timestamp,
-            signature=signature,
-            method=request.method,
-            path=request.url.path,
-            body=body,
-            now=now,
-        )
-    assert key_id is not None and signature is not None  # checked by verify_request
-    await remember_signature(runtime.db, signature, key_id, now)
-    return SignedRequest(device, body)
-
-
-Signed = Annotated[SignedRequest, Depends(get_signed_request)]
+    check_signature(
+        runtime.device_master_key,
+        key_id=key_id,
+        timestamp=timestamp,
+        signature=signature,
+        method=request.method,
+        path=request.url.path,
+        body=body,
+        now=runtime.clock.now(),
+    )
+    assert key_id is not None and signature is not None  # checked by check_signature
+    device_id = await runtime.key_owners.device_of(runtime.db, key_id)
+    if device_id is None:
+        raise Unauthorized(UNKNOWN_KEY)
+    return SignedAlert(key_id[:40], signature, device_id, body)
 
 
 def limit(kind: LimitKind) -> Any:
-    """A route dependency: take one token from the principal's budget for `kind`."""
+    """A route dependency: take one token from the caller's budget for `kind` (flat, like
+    `caller`; the token is verified once per request and remembered)."""
 
-    async def check(request: Request, runtime: RuntimeDep, who: CurrentPrincipal) -> None:
-        _take(request, runtime, kind, who.actor)
+    async def check(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
+        runtime: Runtime = request.app.state.runtime
+        token = credentials.credentials if credentials else None
+        who = await principal_from_token(runtime, token)
+        take(request, runtime, kind, who.actor)
 
     return Depends(check)
 
 
-def _take(request: Request, runtime: Runtime, kind: str, who: str) -> None:
+def take(request: Request, runtime: Runtime, kind: str, who: str) -> None:
     limits = runtime.settings.limits
     if not limits.enabled:
         return
@@ -221,10 +226,3 @@ def _take(request: Request, runtime: Runtime, kind: str, who: str) -> None:
             f"too many {kind.replace('_', ' ')} requests; retry later",
             retry_after_s=max(1, math.ceil(wait)),
         )
-
-
-async def _device_limit(request: Request, runtime: RuntimeDep, signed: Signed) -> None:
-    _take(request, runtime, "alerts", f"device:{signed.device.id}")
-
-
-DeviceLimit = Depends(_device_limit)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -21,7 +21,6 @@ from app.cases.events import (
     EventEnvelope,
     EventType,
     ReportReceivedData,
-    enqueue,
     outbox_row,
 )
 from app.cases.queries import open_case_for_device
@@ -71,7 +70,7 @@ class Accepted:
     created: bool = True
 
 
-async def _require_category(session: AsyncSession, categories: CategoryCache, code: str) -> None:
+async def require_category(session: AsyncSession, categories: CategoryCache, code: str) -> None:
     if not await categories.known(session, code):
         raise UnknownCategory(f"unknown category {code!r}", known=sorted(categories.codes))
 
@@ -141,7 +140,7 @@ async def prepare_report(
     category not in the cache."""
     if category not in categories.codes:
         async with db.reader() as session:
-            await _require_category(session, categories, category)
+            await require_category(session, categories, category)
     return await _resident_submission(
         grids,
         clock,
@@ -172,7 +171,7 @@ async def submit_report(
     """A resident's report written in the caller's unit of work (the same rows as
     `prepare_report` + `write_submission`)."""
     session = uow.session
-    await _require_category(session, categories, category)
+    await require_category(session, categories, category)
     sub = await _resident_submission(
         grids,
         clock,
@@ -268,27 +267,18 @@ async def submit_alert(
     )
     if existing is not None:
         return await _repeat(session, grids, existing)
-    await _require_category(session, categories, category)
-    lon, lat, grid, index = _locate(grids, location)
-    now = clock.now()
-    report = Report(
-        id=str(uuid.uuid4()),
-        source=ReportSource.SENSOR,
+    await require_category(session, categories, category)
+    sub = alert_submission(
+        grids,
+        clock,
         device_id=device.id,
         external_id=external_id,
         category=category,
-        description="",
-        lon=lon,
-        lat=lat,
-        crs=location.crs.value,
-        lon_in=location.lon,
-        lat_in=location.lat,
-        grid_code=grid.code,
-        grid_set_version=index.version,
+        location=location,
         observed_at=observed_at,
         confidence=confidence,
-        created_at=now,
     )
+    report = Report(**sub.report)
     try:
         async with session.begin_nested():
             session.add(report)
@@ -301,13 +291,65 @@ async def submit_alert(
         if existing is None:
             raise
         return await _repeat(session, grids, existing)
-    received = _received(report.id, ReportSource.SENSOR, None, device.id, category, grid.code, now)
-    enqueue(uow, topics.INTAKE, grid.code, received)
+    uow.add_outbox(sub.outbox)
     open_case = await open_case_for_device(session, device.id, category)
     await session.flush()
-    return Accepted(
-        report.id, category, now, GridRef.of(index, grid.code), open_case.id if open_case else None
+    return replace(sub.accepted, case_id=open_case.id if open_case else None)
+
+
+def alert_submission(
+    grids: LiveGrids,
+    clock: Clock,
+    *,
+    device_id: str,
+    external_id: str,
+    category: str,
+    location: Location,
+    observed_at: datetime,
+    confidence: float | None,
+) -> Submission:
+    """The rows of a sensor alert (its category known): its report and its outbox row."""
+    lon, lat, grid, index = _locate(grids, location)
+    now = clock.now()
+    report_id = str(uuid.uuid4())
+    report = {
+        "id": report_id,
+        "source": ReportSource.SENSOR,
+        "device_id": device_id,
+        "external_id": external_id,
+        "category": category,
+        "description": "",
+        "lon": lon,
+        "lat": lat,
+        "crs": location.crs.value,
+        "lon_in": location.lon,
+        "lat_in": location.lat,
+        "grid_code": grid.code,
+        "grid_set_version": index.version,
+        "observed_at": observed_at,
+        "confidence": confidence,
+        "created_at": now,
+    }
+    received = _received(report_id, ReportSource.SENSOR, None, device_id, category, grid.code, now)
+    return Submission(
+        Accepted(report_id, category, now, GridRef.of(index, grid.code)),
+        report,
+        [],
+        outbox_row(topics.INTAKE, grid.code, received),
     )
+
+
+async def repeated_alert(
+    db: Database, grids: LiveGrids, device_id: str, external_id: str
+) -> Accepted:
+    """The answer to an alert whose external_id the device sent before: the first one's."""
+    async with db.reader() as session:
+        existing = await session.scalar(
+            select(Report).where(Report.device_id == device_id, Report.external_id == external_id)
+        )
+        if existing is None:  # the report is never deleted once its id is taken
+            raise RuntimeError(f"no report for {device_id}/{external_id} after a conflict")
+        return await _repeat(session, grids, existing)
 
 
 async def _repeat(session: AsyncSession, grids: LiveGrids, report: Report) -> Accepted:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from functools import cache
@@ -23,6 +24,7 @@ from typing import Any, cast
 from sqlalchemy import Column, Table, insert, select
 from sqlalchemy.dialects import postgresql
 
+from app.cases.states import JOINABLE_BY_ALERT
 from app.models import IdempotencyRecord, OutboxMessage, Photo, Report
 from app.platform.db import OUTBOX_CHANNEL, Database
 
@@ -151,3 +153,65 @@ async def _write_in_transaction(
             await session.execute(insert(_PHOTOS), [dict(p) for p in photos])
         uow.add_outbox(dict(outbox))
     return True
+
+
+@dataclass(frozen=True)
+class AlertWrite:
+    """What the alert statement found: `live` (the key and its device are not revoked),
+    `fresh` (the signature was not seen before), the new report's id (None: the device sent
+    this external_id before, or the request was refused), and the device's open case."""
+
+    live: bool
+    fresh: bool
+    report_id: str | None
+    case_id: str | None
+
+
+@cache
+def _alert_sql() -> str:
+    cols = _columns(_REPORTS)
+    names = ", ".join(c.name for c in cols)
+    values = ", ".join(f"${4 + i}::{_pg_type(c)}" for i, c in enumerate(cols))
+    n = 4 + len(cols)
+    out = _columns(_OUTBOX)
+    out_names = ", ".join(c.name for c in out)
+    out_values = ", ".join(f"${n + i}::{_pg_type(c)}" for i, c in enumerate(out))
+    n += len(out)
+    joinable = ", ".join(f"'{s.value}'" for s in sorted(JOINABLE_BY_ALERT))
+    return f"""WITH live AS (
+  SELECT 1 FROM device_keys k JOIN devices d ON d.id = k.device_id
+  WHERE k.id = $1 AND k.revoked_at IS NULL AND d.revoked_at IS NULL
+), sig AS (
+  INSERT INTO seen_signatures (signature, key_id, seen_at)
+  SELECT $2::VARCHAR(64), $1, $3::TIMESTAMP WITH TIME ZONE FROM live
+  ON CONFLICT DO NOTHING RETURNING 1
+), report AS (
+  INSERT INTO reports ({names}) SELECT {values} FROM sig
+  ON CONFLICT (device_id, external_id) DO NOTHING RETURNING id
+), outbox AS (
+  INSERT INTO outbox ({out_names}) SELECT {out_values} FROM report
+)
+SELECT EXISTS (SELECT 1 FROM live) AS live, EXISTS (SELECT 1 FROM sig) AS fresh,
+  (SELECT id FROM report) AS report_id,
+  (SELECT id FROM cases WHERE source_device_id = ${n}::VARCHAR(64)
+     AND category = ${n + 1}::VARCHAR(64) AND status IN ({joinable})
+     ORDER BY created_at DESC LIMIT 1) AS case_id,
+  (SELECT pg_notify('{OUTBOX_CHANNEL}', '') FROM report) AS notified"""
+
+
+async def write_alert(
+    db: Database, key_id: str, signature: str, report: Row, outbox: Row
+) -> AlertWrite:
+    """On PostgreSQL, in one statement: check that the key and its device are live, remember
+    the signature (refusing a replay), write the alert's report and outbox row unless the
+    device sent its external_id before, and find the device's open case for the category."""
+    args = [key_id[:40], signature.lower(), report["created_at"]]
+    args += _args(_REPORTS, report) + _args(_OUTBOX, outbox)
+    args += [report["device_id"], report["category"]]
+    async with db.direct() as conn:
+        row = await conn.fetchrow(_alert_sql(), *args)
+    assert row is not None
+    written = AlertWrite(row["live"], row["fresh"], row["report_id"], row["case_id"])
+    if written.report_id is not None:
+        db.committed()
+    return written

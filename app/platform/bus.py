@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -45,8 +46,9 @@ class Consumer(Protocol):
         """Next messages in order, or [] after `timeout_s` with nothing new."""
         ...
 
-    async def commit(self, message: Message) -> None:
-        """Mark `message` and everything before it as done for this group."""
+    async def commit(self, messages: Sequence[Message]) -> None:
+        """Mark `messages` (a handled batch, in order) and everything before them as done for
+        this group: in one request, whatever the number of partitions."""
         ...
 
     async def stop(self) -> None: ...
@@ -155,9 +157,10 @@ class EmbeddedConsumer:
             )
             return [Message(self.topic, key, payload, int(id_)) for id_, key, payload in rows]
 
-    async def commit(self, message: Message) -> None:
-        if self.group_id is None:
+    async def commit(self, messages: Sequence[Message]) -> None:
+        if self.group_id is None or not messages:
             return
+        message = messages[-1]  # one log: the last is the furthest
         async with self._db.transaction() as uow:
             s = uow.session
             row = await s.get(ConsumerOffset, (self.group_id, self.topic))

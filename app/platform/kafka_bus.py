@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -150,16 +151,16 @@ class KafkaConsumer:
                 out.append(Message(self.topic, key, value, record.offset, tp.partition))
         return out
 
-    async def commit(self, message: Message) -> None:
-        if self.group_id is None or self._consumer is None:
+    async def commit(self, messages: Sequence[Message]) -> None:
+        if self.group_id is None or self._consumer is None or not messages:
             return
-        tp = TopicPartition(self.physical, message.partition)
+        offsets = {TopicPartition(self.physical, m.partition): m.offset + 1 for m in messages}
         try:
-            await self._consumer.commit({tp: message.offset + 1})
+            await self._consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
-            # The partition moved to another member; it will see the message again and the
+            # A partition moved to another member; it will see the messages again and the
             # processed-event table makes that harmless.
-            log.warning("commit of %s@%s failed: %s", tp, message.offset, exc)
+            log.warning("commit of %s failed: %s", offsets, exc)
 
     async def stop(self) -> None:
         """Leave the group. A broker that answers the goodbye with an error (a frozen one times
