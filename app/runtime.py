@@ -82,6 +82,7 @@ class Runtime:
                 group_id=s.kafka.dispatcher_group,
                 outbox_keep_s=s.bus.outbox_keep_s,
                 prune_interval_s=s.bus.outbox_prune_interval_s,
+                batch_size=s.bus.batch_size,
             )
             if s.run_engine
             else None

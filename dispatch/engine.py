@@ -61,7 +61,7 @@ class Engine:
         sweep_interval_s: float = 1.0,
         max_attempts: int = 3,
         group_id: str = DISPATCHER_GROUP,
-        batch_size: int = 100,
+        batch_size: int = 500,
         outbox_keep_s: int = 24 * 3600,
         prune_interval_s: float = 600,
     ) -> None:

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import func, select, update
+from sqlalchemy import Text, cast, func, select, update
 
 from app.models import OutboxMessage
 from app.platform.clock import Clock, SystemClock
@@ -147,7 +146,9 @@ class OutboxRelay:
                         OutboxMessage.id,
                         OutboxMessage.topic,
                         OutboxMessage.key,
-                        OutboxMessage.payload,
+                        # the stored JSON's text, published as it is: no decoding and
+                        # encoding again of every row
+                        cast(OutboxMessage.payload, Text),
                     )
                     .where(OutboxMessage.sent_at.is_(None))
                     .order_by(OutboxMessage.id)
@@ -160,7 +161,7 @@ class OutboxRelay:
             pending = [
                 await producer.send(
                     physical(self.settings, topic),
-                    value=json.dumps(payload, ensure_ascii=False).encode(),
+                    value=payload.encode(),
                     key=key.encode(),
                 )
                 for _, topic, key, payload in rows

@@ -50,6 +50,12 @@ class BusSettings(BaseModel):
     outbox_prune_interval_s: float = Field(
         default=600, gt=0, description="How often the engine prunes the outbox."
     )
+    batch_size: int = Field(
+        default=500,
+        ge=1,
+        le=5000,
+        description="Most intake messages the engine applies as one unit of work.",
+    )
 
 
 class KafkaSettings(BaseModel):
