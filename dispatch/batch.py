@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, bindparam, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.cases.events import EventType, append_case_event
 from app.cases.queries import open_cases_for_devices
 from app.cases.states import TimerKind
 from app.models import Case, Report, SlaPolicy, SlaTimer, Task, Worker
+from app.platform.bulk import insert_rows
 from app.platform.uow import UnitOfWork
 from app.policies.document import PolicySet, policy_set
 from dispatch import ranking, timers
@@ -132,12 +133,9 @@ async def dispatch_reports(
             joinable[(report.device_id, report.category)] = case  # later alerts join it
 
     await _take_slots(uow, batch.taken)
-    if batch.cases:
-        await session.execute(insert(_CASES), [_row(c, _CASES) for c in batch.cases])
-    if batch.tasks:
-        await session.execute(insert(_TASKS), batch.tasks)
-    if batch.timers:
-        await session.execute(insert(_TIMERS), batch.timers)
+    await insert_rows(session, _CASES, [_row(c, _CASES) for c in batch.cases])
+    await insert_rows(session, _TASKS, batch.tasks)
+    await insert_rows(session, _TIMERS, batch.timers)
     await session.execute(_SET_CASE, batch.report_cases)
     for report in todo:
         session.expire(report, ["case_id"])  # written above, not through the session

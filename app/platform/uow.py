@@ -7,9 +7,9 @@ set it reads (from the process's `PolicyBook`, checked once per transaction). No
 through `session.info`.
 
 Case events and outbox rows are written when the unit of work is flushed, just before commit:
-one multi-row INSERT of the events (RETURNING their ids, the feed cursors), then one of the
-outbox rows that carry them (after any rows enqueued directly), so a transaction pays a fixed
-number of statements for its events however many it appends.
+one multi-row INSERT of the events (RETURNING their ids, the feed cursors), then the outbox
+rows that carry them, after any rows enqueued directly (one COPY on PostgreSQL), so a
+transaction pays a fixed number of statements for its events however many it appends.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.cases.audit import GENESIS, chain_hash
 from app.cases.events import NewEvent, case_event_outbox_row
 from app.models import Case, CaseEvent, OutboxMessage
+from app.platform.bulk import insert_rows
 
 if TYPE_CHECKING:
     from app.policies.document import PolicyBook, PolicySet
@@ -30,7 +31,6 @@ _EVENTS = cast(Table, CaseEvent.__table__)
 _OUTBOX = cast(Table, OutboxMessage.__table__)
 _EVENT_COLUMNS = [c.key for c in _EVENTS.columns if c.key != "id"]
 _INSERT_EVENTS = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
-_INSERT_OUTBOX = insert(_OUTBOX)
 
 
 class UnitOfWork:
@@ -74,5 +74,5 @@ class UnitOfWork:
             self._outbox.extend(case_event_outbox_row(e) for e in events)
         rows, self._outbox = self._outbox, []
         if rows:
-            await self.session.execute(_INSERT_OUTBOX, rows)
+            await insert_rows(self.session, _OUTBOX, rows)
             self.outbox_written = True

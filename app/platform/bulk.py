@@ -1,0 +1,78 @@
+"""Inserting many rows of one table: binary COPY on PostgreSQL, executemany on SQLite.
+
+For the engine's batches (cases, tasks, timers, outbox rows), where building a multi-row
+INSERT's parameters costs more than the database's own work. Rows are column dicts; a column a
+row leaves out gets its scalar default, an autoincrement key is left to the database. The COPY
+runs on the session's own connection, inside its transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from functools import cache
+from typing import Any
+
+from sqlalchemy import JSON, Column, Table, insert, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+_MISSING = object()
+COPY_FROM = 16  # fewer rows are one multi-row INSERT: a COPY costs a second round trip
+
+
+def _is_json(column: Column[Any]) -> bool:
+    impl = column.type
+    return isinstance(impl, JSON) or isinstance(getattr(impl, "impl", None), JSON)
+
+
+@cache
+def _plan(table: Table, keys: frozenset[str]) -> tuple[list[str], list[tuple[str, bool, Any]]]:
+    """The columns COPY fills for rows with `keys`: (name, is JSON, default if left out)."""
+    names: list[str] = []
+    plan: list[tuple[str, bool, Any]] = []
+    for c in table.columns:
+        if c.key not in keys:
+            if c.primary_key and c.autoincrement is True:
+                continue  # the database assigns it
+            if c.default is not None and not c.default.is_scalar:
+                raise ValueError(f"{table.name}.{c.key}: only scalar defaults can be filled")
+            default = c.default.arg if c.default is not None else None  # type: ignore[attr-defined]
+        else:
+            default = _MISSING
+        names.append(c.name)
+        plan.append((c.key, _is_json(c), default))
+    return names, plan
+
+
+def _value(row: Mapping[str, Any], key: str, is_json: bool, default: Any) -> Any:
+    value = row.get(key, default) if default is not _MISSING else row[key]
+    if value is None:
+        return None
+    if is_json:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if isinstance(value, StrEnum):
+        return value.value
+    return value
+
+
+async def insert_rows(
+    session: AsyncSession, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert `rows` (column dicts with the same keys) into `table` in the session's
+    transaction."""
+    if not rows:
+        return
+    connection = await session.connection()
+    if connection.dialect.name != "postgresql" or len(rows) < COPY_FROM:
+        await session.execute(insert(table), [dict(r) for r in rows])
+        return
+    names, plan = _plan(table, frozenset(rows[0]))
+    records = [tuple(_value(row, *step) for step in plan) for row in rows]
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    if not driver.is_in_transaction():
+        # The driver opens the session's transaction at its first statement: make sure it has,
+        # or the COPY would commit on its own.
+        await session.execute(text("SELECT 1"))
+    await driver.copy_records_to_table(table.name, records=records, columns=names)
