@@ -17,20 +17,27 @@ from typing import Any
 from sqlalchemy import JSON, Column, Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.models import State
+
 _MISSING = object()
 COPY_FROM = 16  # fewer rows are one multi-row INSERT: a COPY costs a second round trip
 
 
-def _is_json(column: Column[Any]) -> bool:
+_PLAIN, _JSON, _STATE = 0, 1, 2
+
+
+def _kind(column: Column[Any]) -> int:
     impl = column.type
-    return isinstance(impl, JSON) or isinstance(getattr(impl, "impl", None), JSON)
+    if isinstance(impl, JSON) or isinstance(getattr(impl, "impl", None), JSON):
+        return _JSON
+    return _STATE if isinstance(impl, State) else _PLAIN
 
 
 @cache
-def _plan(table: Table, keys: frozenset[str]) -> tuple[list[str], list[tuple[str, bool, Any]]]:
-    """The columns COPY fills for rows with `keys`: (name, is JSON, default if left out)."""
+def _plan(table: Table, keys: frozenset[str]) -> tuple[list[str], list[tuple[str, int, Any]]]:
+    """The columns COPY fills for rows with `keys`: (key, kind, default if left out)."""
     names: list[str] = []
-    plan: list[tuple[str, bool, Any]] = []
+    plan: list[tuple[str, int, Any]] = []
     for c in table.columns:
         if c.key not in keys:
             if c.primary_key and c.autoincrement is True:
@@ -41,19 +48,21 @@ def _plan(table: Table, keys: frozenset[str]) -> tuple[list[str], list[tuple[str
         else:
             default = _MISSING
         names.append(c.name)
-        plan.append((c.key, _is_json(c), default))
+        plan.append((c.key, _kind(c), default))
     return names, plan
 
 
-def _value(row: Mapping[str, Any], key: str, is_json: bool, default: Any) -> Any:
-    value = row.get(key, default) if default is not _MISSING else row[key]
-    if value is None:
-        return None
-    if is_json:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    if isinstance(value, StrEnum):
-        return value.value
-    return value
+def _record(row: Mapping[str, Any], plan: list[tuple[str, int, Any]]) -> tuple[Any, ...]:
+    values: list[Any] = []
+    for key, kind, default in plan:
+        value = row[key] if default is _MISSING else row.get(key, default)
+        if kind and value is not None:
+            if kind == _JSON:
+                value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+            elif isinstance(value, StrEnum):
+                value = value.value
+        values.append(value)
+    return tuple(values)
 
 
 async def insert_rows(
@@ -68,7 +77,7 @@ async def insert_rows(
         await session.execute(insert(table), [dict(r) for r in rows])
         return
     names, plan = _plan(table, frozenset(rows[0]))
-    records = [tuple(_value(row, *step) for step in plan) for row in rows]
+    records = [_record(row, plan) for row in rows]
     driver = (await connection.get_raw_connection()).driver_connection
     assert driver is not None
     if not driver.is_in_transaction():
