@@ -116,7 +116,7 @@ class Database:
                 self._direct_pool = await asyncpg.create_pool(
                     dsn.render_as_string(hide_password=False),
                     min_size=0,
-                    max_size=self.pool_size,
+                    max_size=max(2, self.pool_size // 2),
                     timeout=5,
                     command_timeout=30,
                     reset=_no_reset,

@@ -26,9 +26,10 @@ class DbSettings(BaseModel):
     pool_size: int = Field(
         default=20,
         ge=1,
-        description="PostgreSQL connections per process, all kept open: a request waits for a "
-        "free one (503 overloaded after 10 s) rather than opening a short-lived extra one, "
-        "which costs both processes more than the request itself.",
+        description="PostgreSQL connections per process for the ORM, kept open: a request "
+        "waits for a free one (503 overloaded after 10 s) rather than opening a short-lived "
+        "extra one, which costs both processes more than the request itself. Intake's "
+        "one-statement writes use up to half as many more, opened when first needed.",
     )
 
 
