@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from app.intake.service import Location, alert_submission, prepare_report
-from app.intake.write import write_alert, write_submission
+from app.intake.service import Location, prepare_report
+from app.intake.write import write_submission
 from app.models import IdempotencyRecord, OutboxMessage, Photo, Report
 from app.photos.store import check_photo
 from app.platform import topics
@@ -121,35 +121,3 @@ async def test_a_report_that_cannot_be_written_leaves_nothing(h: Harness) -> Non
     with pytest.raises((IntegrityError, asyncpg.ForeignKeyViolationError)):
         await write_submission(h.runtime.db, broken, sub.photos, sub.outbox, _key_record("k-2"))
     assert await _counts(h) == before
-
-
-async def test_the_alert_statement_checks_the_key_refuses_replays_and_repeats(h: Harness) -> None:
-    db = h.runtime.db
-    if db.is_sqlite:
-        pytest.skip("one statement on PostgreSQL; on SQLite alerts take the unit-of-work path")
-    key_id = h.device("cam-001")["key_id"]
-    centre = h.runtime.grids.require().units[0].geometry.representative_point()
-
-    def rows(external_id: str) -> Any:
-        return alert_submission(
-            h.runtime.grids,
-            h.runtime.clock,
-            device_id="cam-001",
-            external_id=external_id,
-            category="fire_lane_blocked",
-            location=Location(centre.y, centre.x),
-            observed_at=h.runtime.clock.now(),
-            confidence=0.9,
-        )
-
-    first = rows("evt-1")
-    done = await write_alert(db, key_id, "a" * 64, first.report, first.outbox)
-    assert (done.live, done.fresh, done.report_id) == (True, True, first.accepted.report_id)
-    before = await _counts(h)
-    replayed = await write_alert(db, key_id, "A" * 64, rows("evt-2").report, first.outbox)
-    assert (replayed.live, replayed.fresh, replayed.report_id) == (True, False, None)
-    repeat = await write_alert(db, key_id, "b" * 64, rows("evt-1").report, first.outbox)
-    assert (repeat.live, repeat.fresh, repeat.report_id) == (True, True, None)
-    unknown = await write_alert(db, "dk_nobody", "c" * 64, rows("evt-3").report, first.outbox)
-    assert (unknown.live, unknown.fresh, unknown.report_id) == (False, False, None)
-    assert await _counts(h) == before  # none of the three wrote a report or an outbox row
