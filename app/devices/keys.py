@@ -135,11 +135,12 @@ class KeyOwners:
         self._max_keys = max_keys
 
     async def device_of(self, db: Database, key_id: str) -> str | None:
+        key_id = key_id[:40]  # as stored and as looked up
         owner = self._owners.get(key_id)
         if owner is None:
             async with db.reader() as session:
                 owner = await session.scalar(
-                    select(DeviceKey.device_id).where(DeviceKey.id == key_id[:40])
+                    select(DeviceKey.device_id).where(DeviceKey.id == key_id)
                 )
             if owner is not None:
                 if len(self._owners) >= self._max_keys:

@@ -216,6 +216,14 @@ def limit(kind: LimitKind) -> Any:
     return Depends(check)
 
 
+def give_back(request: Request, runtime: Runtime, kind: str, who: str) -> None:
+    """Return the token `take` took, for a request refused afterwards as it would have been
+    before the limit was checked (a replayed or revoked device request)."""
+    limits = runtime.settings.limits
+    if limits.enabled:
+        request.app.state.buckets.give_back(f"{kind}:{who}", getattr(limits, kind))
+
+
 def take(request: Request, runtime: Runtime, kind: str, who: str) -> None:
     limits = runtime.settings.limits
     if not limits.enabled:

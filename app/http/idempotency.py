@@ -43,7 +43,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 
 KEY_PARAMETER: dict[str, Any] = {
     "name": "Idempotency-Key",
@@ -59,7 +59,7 @@ def key_of(request: Request) -> str | None:
     """The request's Idempotency-Key, checked as `IdempotencyKey` checks it, for routes that
     take only the request (documented with `KEY_PARAMETER`)."""
     key = request.headers.get("idempotency-key")
-    if key is None or _KEY.match(key):
+    if key is None or _KEY.fullmatch(key):
         return key
     raise RequestValidationError(
         [

@@ -46,6 +46,13 @@ class TokenBuckets:
         self._buckets[key] = (tokens, now)
         return (1.0 - tokens) / rate if rate > 0 else math.inf
 
+    def give_back(self, key: str, bucket: Bucket) -> None:
+        """Return one token taken from `key` (never beyond the burst)."""
+        found = self._buckets.get(key)
+        if found is not None:
+            tokens, updated = found
+            self._buckets[key] = (min(float(bucket.burst), tokens + 1.0), updated)
+
 
 def retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(min(seconds, 86_400))))

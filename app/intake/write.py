@@ -1,7 +1,9 @@
 """Writing an accepted submission: its report, photos and ReportReceived outbox row, and the
 Idempotency-Key's record with the answer, all or nothing.
 
-On PostgreSQL that is one statement, hence one round trip and its own transaction: the rows are
+On PostgreSQL that is one statement, hence one round trip and its own transaction (unless the
+embedded bus is in use: it reads the outbox by id, so writes there commit one at a time, in
+the unit of work): the rows are
 inserted by data-modifying CTEs, each conditional on the key's record being new, and the
 relays' NOTIFY is its final SELECT (delivered when the statement commits). On SQLite the same
 rows are written by plain INSERTs in one unit of work. Either way nothing is written for a key
@@ -119,7 +121,8 @@ async def write_submission(
 ) -> bool:
     """Write the rows of one accepted submission, all or nothing. False, and nothing written,
     when `key_record`'s (principal, key) is already recorded."""
-    if db.is_sqlite:
+    if db.serialize_writes:
+        # SQLite, or the embedded bus reading the outbox by id: writes commit one at a time
         return await _write_in_transaction(db, report, photos, outbox, key_record)
     args: list[Any] = []
     if key_record is not None:
@@ -202,7 +205,8 @@ SELECT EXISTS (SELECT 1 FROM live) AS live, EXISTS (SELECT 1 FROM sig) AS fresh,
 async def write_alert(
     db: Database, key_id: str, signature: str, report: Row, outbox: Row
 ) -> AlertWrite:
-    """On PostgreSQL, in one statement: check that the key and its device are live, remember
+    """On PostgreSQL with Kafka (`db.serialize_writes` false), in one statement: check that
+    the key and its device are live, remember
     the signature (refusing a replay), write the alert's report and outbox row unless the
     device sent its external_id before, and find the device's open case for the category."""
     args = [key_id[:40], signature.lower(), report["created_at"]]

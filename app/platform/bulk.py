@@ -14,6 +14,7 @@ from enum import StrEnum
 from functools import cache
 from typing import Any
 
+import asyncpg
 from sqlalchemy import JSON, Column, Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -84,4 +85,8 @@ async def insert_rows(
         # The driver opens the session's transaction at its first statement: make sure it has,
         # or the COPY would commit on its own.
         await session.execute(text("SELECT 1"))
-    await driver.copy_records_to_table(table.name, records=records, columns=names)
+    try:
+        await driver.copy_records_to_table(table.name, records=records, columns=names)
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        # as the ORM's statements report it: the database is away (503; the engine waits)
+        raise ConnectionError(f"the database connection failed: {exc}") from exc

@@ -93,6 +93,7 @@ class Database:
             OSError,
             asyncpg.PostgresConnectionError,
             asyncpg.OperatorInterventionError,  # the server shutting down or starting up
+            asyncpg.TooManyConnectionsError,
             asyncpg.InterfaceError,
         )
         try:

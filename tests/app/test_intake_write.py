@@ -121,3 +121,22 @@ async def test_a_report_that_cannot_be_written_leaves_nothing(h: Harness) -> Non
     with pytest.raises((IntegrityError, asyncpg.ForeignKeyViolationError)):
         await write_submission(h.runtime.db, broken, sub.photos, sub.outbox, _key_record("k-2"))
     assert await _counts(h) == before
+
+
+async def test_serialised_writes_never_take_the_one_statement_path(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The embedded bus reads the outbox by id: on PostgreSQL too, its writes must commit one at
+    # a time, so intake goes through the unit of work there.
+    db = h.runtime.db
+    monkeypatch.setattr(db, "serialize_writes", True)
+
+    def no_direct() -> None:
+        raise AssertionError("a direct statement while writes are serialised")
+
+    monkeypatch.setattr(db, "direct", no_direct)
+    before = await _counts(h)
+    sub = await _submission(h)
+    assert await write_submission(db, sub.report, sub.photos, sub.outbox, _key_record("k-3"))
+    after = await _counts(h)
+    assert (after["reports"] - before["reports"], after["keys"] - before["keys"]) == (1, 1)

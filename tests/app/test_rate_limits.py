@@ -57,6 +57,17 @@ async def test_sensors_have_their_own_budget(limited: Harness) -> None:
     assert r.status_code == 201
 
 
+async def test_a_replayed_alert_costs_the_device_nothing(limited: Harness) -> None:
+    h = limited
+    raw, headers = h.signed(alert("first"), "cam-004")
+    assert (await h.client.post("/v1/alerts", content=raw, headers=headers)).status_code == 202
+    for _ in range(5):  # a captured request sent again: refused, and no token taken
+        r = await h.client.post("/v1/alerts", content=raw, headers=headers)
+        assert r.status_code == 401 and "replay" in r.json()["detail"]
+    codes = [(await h.alert(alert(f"next-{n}"), "cam-004")).status_code for n in range(5)]
+    assert codes == [202] * 4 + [429]  # the burst of 5: the first alert and four more
+
+
 async def test_one_address_has_one_budget_over_everything(limited: Harness) -> None:
     h = limited
     statuses = [(await h.client.get("/v1/categories")).status_code for _ in range(45)]

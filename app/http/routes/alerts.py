@@ -11,7 +11,7 @@ from app import reads
 from app.devices.keys import REPLAY, UNKNOWN_KEY, live_device, remember_signature
 from app.http import idempotency
 from app.http.bodies import json_answer, parse_json
-from app.http.deps import SIGNATURE_PARAMETERS, SignedAlert, read_signed, take
+from app.http.deps import SIGNATURE_PARAMETERS, SignedAlert, give_back, read_signed, take
 from app.http.docs import errors
 from app.http.idempotency import fingerprint
 from app.http.schemas import AlertAccepted, AlertCreate
@@ -54,15 +54,16 @@ async def create_alert(request: Request) -> Response:
     database (the secret is derived from the key id) and, on PostgreSQL, one statement checks
     the key is live, refuses a replayed signature, writes the report and its outbox row and
     finds the device's open case. With an Idempotency-Key (its record holds the answer), and
-    on SQLite, the same checks run in one unit of work."""
+    where writes are serialised (SQLite, the embedded bus), the same checks run in one unit of
+    work."""
     runtime: Runtime = request.app.state.runtime
     signed = await read_signed(request, runtime)
-    take(request, runtime, "alerts", f"device:{signed.device_id}")
     body = parse_json(AlertCreate, signed.body)
     idempotency_key = idempotency.key_of(request)
     location = Location(body.location.lat, body.location.lon, body.location.crs)
-    if runtime.db.is_sqlite or idempotency_key is not None:
+    if runtime.db.serialize_writes or idempotency_key is not None:
         return await _in_unit_of_work(request, runtime, signed, body, location, idempotency_key)
+    take(request, runtime, "alerts", f"device:{signed.device_id}")
     if body.category not in runtime.categories.codes:
         async with runtime.db.reader() as session:
             await require_category(session, runtime.categories, body.category)
@@ -77,10 +78,10 @@ async def create_alert(request: Request) -> Response:
         confidence=body.confidence,
     )
     written = await write_alert(runtime.db, signed.key_id, signed.signature, sub.report, sub.outbox)
-    if not written.live:
-        raise Unauthorized(UNKNOWN_KEY)
-    if not written.fresh:
-        raise Unauthorized(REPLAY)
+    if not (written.live and written.fresh):
+        # refused as before the limit was checked: a replayed copy costs the device nothing
+        give_back(request, runtime, "alerts", f"device:{signed.device_id}")
+        raise Unauthorized(UNKNOWN_KEY if not written.live else REPLAY)
     if written.report_id is None:
         accepted = await repeated_alert(
             runtime.db, runtime.grids, signed.device_id, body.external_id
@@ -111,6 +112,7 @@ async def _in_unit_of_work(
     async with runtime.db.reader() as session:
         device = await live_device(session, signed.key_id)
     await remember_signature(runtime.db, signed.signature, signed.key_id, now)
+    take(request, runtime, "alerts", f"device:{device.id}")
     async with runtime.db.transaction() as uow:
         claim = await idempotency.claim(
             uow.session,
