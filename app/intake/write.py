@@ -16,6 +16,7 @@ its column's type, so a new column needs no change here.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,7 +48,9 @@ def _columns(table: Table) -> list[Column[Any]]:
 
 
 def _pg_type(column: Column[Any]) -> str:
-    return column.type.compile(dialect=_PG)
+    """The column's type for a cast, without a length: `'…'::VARCHAR(8)` would cut a value
+    short silently, where the column itself refuses one that is too long."""
+    return re.sub(r"^(VARCHAR)\(\d+\)$", r"\1", column.type.compile(dialect=_PG))
 
 
 def _is_json(column: Column[Any]) -> bool:
@@ -186,7 +189,7 @@ def _alert_sql() -> str:
   WHERE k.id = $1 AND k.revoked_at IS NULL AND d.revoked_at IS NULL
 ), sig AS (
   INSERT INTO seen_signatures (signature, key_id, seen_at)
-  SELECT $2::VARCHAR(64), $1, $3::TIMESTAMP WITH TIME ZONE FROM live
+  SELECT $2::VARCHAR, $1, $3::TIMESTAMP WITH TIME ZONE FROM live
   ON CONFLICT DO NOTHING RETURNING 1
 ), report AS (
   INSERT INTO reports ({names}) SELECT {values} FROM sig
@@ -196,8 +199,8 @@ def _alert_sql() -> str:
 )
 SELECT EXISTS (SELECT 1 FROM live) AS live, EXISTS (SELECT 1 FROM sig) AS fresh,
   (SELECT id FROM report) AS report_id,
-  (SELECT id FROM cases WHERE source_device_id = ${n}::VARCHAR(64)
-     AND category = ${n + 1}::VARCHAR(64) AND status IN ({joinable})
+  (SELECT id FROM cases WHERE source_device_id = ${n}::VARCHAR
+     AND category = ${n + 1}::VARCHAR AND status IN ({joinable})
      ORDER BY created_at DESC LIMIT 1) AS case_id,
   (SELECT pg_notify('{OUTBOX_CHANNEL}', '') FROM report) AS notified"""
 

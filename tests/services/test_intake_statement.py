@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import pytest
 
-from app.intake.service import Location, alert_submission
-from app.intake.write import write_alert
+from app.intake.service import Location, alert_submission, prepare_report
+from app.intake.write import write_alert, write_submission
 from tests.app.test_intake_write import _counts
 from tests.harness import PG_ADMIN_URL, Harness
 
@@ -47,3 +48,24 @@ async def test_the_alert_statement_checks_the_key_refuses_replays_and_repeats(h:
     unknown = await write_alert(db, "dk_nobody", "c" * 64, rows("evt-3").report, first.outbox)
     assert (unknown.live, unknown.fresh, unknown.report_id) == (False, False, None)
     assert await _counts(h) == before  # none of the three wrote a report or an outbox row
+
+
+async def test_a_value_too_long_for_its_column_is_refused_not_cut(h: Harness) -> None:
+    centre = h.runtime.grids.require().units[0].geometry.representative_point()
+    sub = await prepare_report(
+        h.runtime.db,
+        h.runtime.grids,
+        h.runtime.categories,
+        h.runtime.clock,
+        h.runtime.photos,
+        resident_id="r" * 200,  # the column holds 128
+        category="garbage_overflow",
+        description="",
+        location=Location(centre.y, centre.x),
+        address=None,
+        photos=[],
+    )
+    before = await _counts(h)
+    with pytest.raises(asyncpg.StringDataRightTruncationError):
+        await write_submission(h.runtime.db, sub.report, sub.photos, sub.outbox)
+    assert await _counts(h) == before
