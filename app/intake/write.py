@@ -3,14 +3,15 @@ Idempotency-Key's record with the answer, all or nothing.
 
 On PostgreSQL that is one statement, hence one round trip and its own transaction (unless the
 embedded bus is in use: it reads the outbox by id, so writes there commit one at a time, in
-the unit of work): the rows are
-inserted by data-modifying CTEs, each conditional on the key's record being new, and the
-relays' NOTIFY is its final SELECT (delivered when the statement commits). On SQLite the same
+the unit of work): the rows are inserted by data-modifying CTEs, each conditional on the key's
+record being new, and the relays' NOTIFY is its final SELECT (delivered when the statement
+commits). On SQLite the same
 rows are written by plain INSERTs in one unit of work. Either way nothing is written for a key
 already recorded: the caller answers with the first answer instead.
 
 The SQL is generated from the tables' own columns (app/models.py), with every parameter cast to
-its column's type, so a new column needs no change here.
+its column's type, and the values are laid out as for a bulk write (`app/platform/bulk.py`), so
+a new column needs no change here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from functools import cache
 from typing import Any, cast
 
@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql
 
 from app.cases.states import JOINABLE_BY_ALERT
 from app.models import IdempotencyRecord, OutboxMessage, Photo, Report
+from app.platform.bulk import new_columns, row_values
 from app.platform.db import OUTBOX_CHANNEL, Database
 
 Row = Mapping[str, Any]
@@ -40,27 +41,10 @@ _KEYS = cast(Table, IdempotencyRecord.__table__)
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
-def _columns(table: Table) -> list[Column[Any]]:
-    skip = {"sent_at"} if table is _OUTBOX else set()
-    return [
-        c for c in table.columns if c.key not in skip and not (table is _OUTBOX and c.key == "id")
-    ]
-
-
 def _pg_type(column: Column[Any]) -> str:
     """The column's type for a cast, without a length: `'…'::VARCHAR(8)` would cut a value
     short silently, where the column itself refuses one that is too long."""
     return re.sub(r"^(VARCHAR)\(\d+\)$", r"\1", column.type.compile(dialect=_PG))
-
-
-def _is_json(column: Column[Any]) -> bool:
-    return _pg_type(column) in ("JSONB", "JSON")
-
-
-@cache
-def _converters(table: Table) -> list[tuple[str, bool]]:
-    """Per column of `table` in statement order: its key and whether it is sent as JSON text."""
-    return [(c.key, _is_json(c)) for c in _columns(table)]
 
 
 @cache
@@ -71,7 +55,7 @@ def _sql(keyed: bool) -> str:
 
     def row(table: Table, source: str) -> str:
         nonlocal n
-        cols = _columns(table)
+        cols = new_columns(table)
         names = ", ".join(c.name for c in cols)
         values = ", ".join(f"${n + 1 + i}::{_pg_type(c)}" for i, c in enumerate(cols))
         n += len(cols)
@@ -84,7 +68,7 @@ def _sql(keyed: bool) -> str:
     gate = "claim" if keyed else ""
     ctes.append(f"report AS ({row(_REPORTS, gate)} RETURNING id)")
     ctes.append(f"outbox AS ({row(_OUTBOX, gate)})")
-    cols = _columns(_PHOTOS)
+    cols = new_columns(_PHOTOS)
     names = ", ".join(c.name for c in cols)
     fields = ", ".join(f"{c.name} {_pg_type(c)}" for c in cols)
     n += 1
@@ -94,18 +78,6 @@ def _sql(keyed: bool) -> str:
     )
     final = f"SELECT pg_notify('{OUTBOX_CHANNEL}', '') FROM {'claim' if keyed else 'report'}"
     return "WITH " + ",\n".join(ctes) + "\n" + final
-
-
-def _args(table: Table, row: Row) -> list[Any]:
-    args: list[Any] = []
-    for key, is_json in _converters(table):
-        value = row.get(key)
-        if is_json and value is not None:
-            value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-        elif isinstance(value, StrEnum):
-            value = value.value
-        args.append(value)
-    return args
 
 
 def _photo_json(photos: Sequence[Row]) -> str:
@@ -129,8 +101,8 @@ async def write_submission(
         return await _write_in_transaction(db, report, photos, outbox, key_record)
     args: list[Any] = []
     if key_record is not None:
-        args += _args(_KEYS, key_record)
-    args += _args(_REPORTS, report) + _args(_OUTBOX, outbox) + [_photo_json(photos)]
+        args += row_values(_KEYS, key_record)
+    args += [*row_values(_REPORTS, report), *row_values(_OUTBOX, outbox), _photo_json(photos)]
     async with db.direct() as conn:
         rows = await conn.fetch(_sql(key_record is not None), *args)
     if not rows:
@@ -175,11 +147,11 @@ class AlertWrite:
 
 @cache
 def _alert_sql() -> str:
-    cols = _columns(_REPORTS)
+    cols = new_columns(_REPORTS)
     names = ", ".join(c.name for c in cols)
     values = ", ".join(f"${4 + i}::{_pg_type(c)}" for i, c in enumerate(cols))
     n = 4 + len(cols)
-    out = _columns(_OUTBOX)
+    out = new_columns(_OUTBOX)
     out_names = ", ".join(c.name for c in out)
     out_values = ", ".join(f"${n + i}::{_pg_type(c)}" for i, c in enumerate(out))
     n += len(out)
@@ -213,7 +185,7 @@ async def write_alert(
     the signature (refusing a replay), write the alert's report and outbox row unless the
     device sent its external_id before, and find the device's open case for the category."""
     args = [key_id[:40], signature.lower(), report["created_at"]]
-    args += _args(_REPORTS, report) + _args(_OUTBOX, outbox)
+    args += [*row_values(_REPORTS, report), *row_values(_OUTBOX, outbox)]
     args += [report["device_id"], report["category"]]
     async with db.direct() as conn:
         row = await conn.fetchrow(_alert_sql(), *args)

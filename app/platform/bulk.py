@@ -14,11 +14,11 @@ from enum import StrEnum
 from functools import cache
 from typing import Any
 
-import asyncpg
 from sqlalchemy import JSON, Column, Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import State
+from app.platform.errors import DRIVER_DOWN
 
 _MISSING = object()
 COPY_FROM = 16  # fewer rows are one multi-row INSERT: a COPY costs a second round trip
@@ -66,6 +66,17 @@ def _record(row: Mapping[str, Any], plan: list[tuple[str, int, Any]]) -> tuple[A
     return tuple(values)
 
 
+def new_columns(table: Table) -> list[Column[Any]]:
+    """The columns a new row of `table` is written with: all but a database-assigned key."""
+    return [c for c in table.columns if not (c.primary_key and c.autoincrement is True)]
+
+
+def row_values(table: Table, row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """`row`'s values for `new_columns(table)`, in that order and as the driver takes them
+    (JSON as text, a state as its value), a column left out with its scalar default."""
+    return _record(row, _plan(table, frozenset(row))[1])
+
+
 async def insert_rows(
     session: AsyncSession, table: Table, rows: Sequence[Mapping[str, Any]]
 ) -> None:
@@ -87,6 +98,6 @@ async def insert_rows(
         await session.execute(text("SELECT 1"))
     try:
         await driver.copy_records_to_table(table.name, records=records, columns=names)
-    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+    except DRIVER_DOWN as exc:
         # as the ORM's statements report it: the database is away (503; the engine waits)
         raise ConnectionError(f"the database connection failed: {exc}") from exc

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from app.platform.errors import DRIVER_DOWN, DRIVER_LOST
 from app.platform.uow import UnitOfWork
 from app.policies.document import PolicyBook
 
@@ -89,23 +90,16 @@ class Database:
         is closed and reported as `ConnectionError` (503)."""
         if self.is_sqlite:
             raise RuntimeError("direct statements are for PostgreSQL")
-        down = (
-            OSError,
-            asyncpg.PostgresConnectionError,
-            asyncpg.OperatorInterventionError,  # the server shutting down or starting up
-            asyncpg.TooManyConnectionsError,
-            asyncpg.InterfaceError,
-        )
         try:
             pool = self._direct_pool or await self._open_direct_pool()
             conn = await pool.acquire(timeout=10)
         except TimeoutError as exc:
             raise PoolTimeout("no direct connection was free in time") from exc
-        except down as exc:
+        except DRIVER_DOWN as exc:
             raise ConnectionError(f"the database is unreachable: {exc}") from exc
         try:
             yield conn
-        except (*down, TimeoutError) as exc:  # TimeoutError: the statement's command_timeout
+        except DRIVER_LOST as exc:
             raise ConnectionError(f"the database connection failed: {exc}") from exc
         finally:
             await pool.release(conn)

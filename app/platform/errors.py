@@ -8,6 +8,21 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import asyncpg
+
+# What the PostgreSQL driver raises, used directly (app/platform/db.py `direct`,
+# app/platform/bulk.py), when the database is away, shutting down, starting up or full: each is
+# reported as ConnectionError, which the HTTP layer answers 503 and the engine waits out.
+DRIVER_DOWN: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,
+)
+# ... and a statement that ran past its command_timeout, on a connection used directly
+DRIVER_LOST: tuple[type[Exception], ...] = (*DRIVER_DOWN, TimeoutError)
+
 
 class AppError(Exception):
     status: ClassVar[int] = 400
