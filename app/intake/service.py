@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -112,6 +112,18 @@ def _received(
 
 
 @dataclass(frozen=True)
+class NewReport:
+    """A resident's report as sent, before it is placed in a grid."""
+
+    resident_id: str
+    category: str
+    description: str
+    location: Location
+    address: str | None = None
+    photos: list[CheckedPhoto] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Submission:
     """What accepting one report writes: its row, its photos' rows, its outbox row."""
 
@@ -127,31 +139,15 @@ async def prepare_report(
     categories: CategoryCache,
     clock: Clock,
     store: PhotoStore,
-    *,
-    resident_id: str,
-    category: str,
-    description: str,
-    location: Location,
-    address: str | None,
-    photos: list[CheckedPhoto],
+    new: NewReport,
 ) -> Submission:
     """Check and place a resident's report and store its photos' bytes; the rows are written
     by `write.write_submission` (one statement on PostgreSQL). Reads the database only for a
     category not in the cache."""
-    if category not in categories.codes:
+    if new.category not in categories.codes:
         async with db.reader() as session:
-            await require_category(session, categories, category)
-    return await _resident_submission(
-        grids,
-        clock,
-        store,
-        resident_id=resident_id,
-        category=category,
-        description=description,
-        location=location,
-        address=address,
-        photos=photos,
-    )
+            await require_category(session, categories, new.category)
+    return await _resident_submission(grids, clock, store, new)
 
 
 async def submit_report(
@@ -160,29 +156,13 @@ async def submit_report(
     categories: CategoryCache,
     clock: Clock,
     store: PhotoStore,
-    *,
-    resident_id: str,
-    category: str,
-    description: str,
-    location: Location,
-    address: str | None,
-    photos: list[CheckedPhoto],
+    new: NewReport,
 ) -> Accepted:
     """A resident's report written in the caller's unit of work (the same rows as
     `prepare_report` + `write_submission`)."""
     session = uow.session
-    await require_category(session, categories, category)
-    sub = await _resident_submission(
-        grids,
-        clock,
-        store,
-        resident_id=resident_id,
-        category=category,
-        description=description,
-        location=location,
-        address=address,
-        photos=photos,
-    )
+    await require_category(session, categories, new.category)
+    sub = await _resident_submission(grids, clock, store, new)
     await session.execute(_INSERT_REPORT, sub.report)
     if sub.photos:
         await session.execute(_INSERT_PHOTO, sub.photos)
@@ -194,34 +174,28 @@ async def _resident_submission(
     grids: LiveGrids,
     clock: Clock,
     store: PhotoStore,
-    *,
-    resident_id: str,
-    category: str,
-    description: str,
-    location: Location,
-    address: str | None,
-    photos: list[CheckedPhoto],
+    new: NewReport,
 ) -> Submission:
-    lon, lat, grid, index = _locate(grids, location)
+    lon, lat, grid, index = _locate(grids, new.location)
     now = clock.now()
     report_id = str(uuid.uuid4())
     report = {
         "id": report_id,
         "source": ReportSource.RESIDENT,
-        "reporter_id": resident_id,
-        "category": category,
-        "description": description,
-        "address": address,
+        "reporter_id": new.resident_id,
+        "category": new.category,
+        "description": new.description,
+        "address": new.address,
         "lon": lon,
         "lat": lat,
-        "crs": location.crs.value,
-        "lon_in": location.lon,
-        "lat_in": location.lat,
+        "crs": new.location.crs.value,
+        "lon_in": new.location.lon,
+        "lat_in": new.location.lat,
         "grid_code": grid.code,
         "grid_set_version": index.version,
         "created_at": now,
     }
-    for photo in photos:
+    for photo in new.photos:
         await asyncio.to_thread(store.save, photo)
     photo_rows = [
         {
@@ -234,13 +208,13 @@ async def _resident_submission(
             "size_bytes": len(photo.data),
             "created_at": now,
         }
-        for photo in photos
+        for photo in new.photos
     ]
     received = _received(
-        report_id, ReportSource.RESIDENT, resident_id, None, category, grid.code, now
+        report_id, ReportSource.RESIDENT, new.resident_id, None, new.category, grid.code, now
     )
     return Submission(
-        Accepted(report_id, category, now, GridRef.of(index, grid.code)),
+        Accepted(report_id, new.category, now, GridRef.of(index, grid.code)),
         report,
         photo_rows,
         outbox_row(topics.INTAKE, grid.code, received),

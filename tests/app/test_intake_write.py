@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from app.intake.service import Location, prepare_report
+from app.intake.service import Location, NewReport, prepare_report
 from app.intake.write import write_submission
 from app.models import IdempotencyRecord, OutboxMessage, Photo, Report
 from app.photos.store import check_photo
@@ -46,12 +46,9 @@ async def _submission(h: Harness, photos: int = 0) -> Any:
         rt.categories,
         rt.clock,
         rt.photos,
-        resident_id="erin",
-        category="garbage_overflow",
-        description="满了",
-        location=Location(centre.y, centre.x),
-        address="西湖区 1 号",
-        photos=checked,
+        NewReport(
+            "erin", "garbage_overflow", "满了", Location(centre.y, centre.x), "西湖区 1 号", checked
+        ),
     )
 
 

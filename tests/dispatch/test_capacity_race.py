@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from app.cases.states import ACTIVE_TASK
-from app.intake.service import Location, submit_report
+from app.intake.service import Location, NewReport, submit_report
 from app.models import Case, CaseEvent, Task, Worker
 from app.platform.db import Database
 from dispatch import assignment, batch
@@ -75,12 +75,7 @@ async def test_two_dispatchers_never_fill_the_last_slot_twice(
                     w.runtime.categories,
                     w.clock,
                     w.runtime.photos,
-                    resident_id=f"res-{n}",
-                    category="garbage_overflow",
-                    description=f"race {n}",
-                    location=Location(lat, lon),
-                    address=None,
-                    photos=[],
+                    NewReport(f"res-{n}", "garbage_overflow", f"race {n}", Location(lat, lon)),
                 )
         messages = await intake_messages(w)
         assert len(messages) == 2

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 
 from app.cases.states import ACTIVE_TASK, CaseStatus, ReportSource, TaskStatus
-from app.intake.service import Location, submit_alert, submit_report
+from app.intake.service import Location, NewReport, submit_alert, submit_report
 from app.models import Case, CaseEvent, Device, Report, SlaTimer, Task, Worker
 from app.platform.errors import AppError
 from dispatch import commands
@@ -113,12 +113,12 @@ async def intake(w: World, rng: random.Random, round_no: int, points: list[Any])
                     w.runtime.categories,
                     w.clock,
                     w.runtime.photos,
-                    resident_id=f"res-{n % 17}",
-                    category=category,
-                    description=tag,
-                    location=Location(lat + rng.uniform(-2e-4, 2e-4), lon),
-                    address=None,
-                    photos=[],
+                    NewReport(
+                        f"res-{n % 17}",
+                        category,
+                        tag,
+                        Location(lat + rng.uniform(-2e-4, 2e-4), lon),
+                    ),
                 )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.intake.service import Location, alert_submission, prepare_report
+from app.intake.service import Location, NewReport, alert_submission, prepare_report
 from app.intake.write import write_alert, write_submission
 from tests.app.test_intake_write import _counts
 from tests.harness import PG_ADMIN_URL, Harness
@@ -58,12 +58,8 @@ async def test_a_value_too_long_for_its_column_is_refused_not_cut(h: Harness) ->
         h.runtime.categories,
         h.runtime.clock,
         h.runtime.photos,
-        resident_id="r" * 200,  # the column holds 128
-        category="garbage_overflow",
-        description="",
-        location=Location(centre.y, centre.x),
-        address=None,
-        photos=[],
+        # the column holds 128 characters
+        NewReport("r" * 200, "garbage_overflow", "", Location(centre.y, centre.x)),
     )
     before = await _counts(h)
     with pytest.raises(asyncpg.StringDataRightTruncationError):

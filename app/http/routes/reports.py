@@ -29,7 +29,7 @@ from app.http.deps import (
 from app.http.docs import body_docs, errors
 from app.http.idempotency import fingerprint
 from app.http.schemas import FeedbackCreate, FeedbackResult, ReportAccepted, ReportCreate
-from app.intake.service import Location, prepare_report
+from app.intake.service import Location, NewReport, prepare_report
 from app.intake.write import write_submission
 from app.models import Report
 from app.platform.errors import Forbidden, ReportNotFound
@@ -70,12 +70,14 @@ async def create_report(request: Request) -> Response:
         runtime.categories,
         runtime.clock,
         runtime.photos,
-        resident_id=resident.subject,
-        category=report.category,
-        description=report.description,
-        location=Location(report.location.lat, report.location.lon, report.location.crs),
-        address=report.address,
-        photos=photos,
+        NewReport(
+            resident.subject,
+            report.category,
+            report.description,
+            Location(report.location.lat, report.location.lon, report.location.crs),
+            report.address,
+            photos,
+        ),
     )
     accepted = sub.accepted
     answer = ReportAccepted(
