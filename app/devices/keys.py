@@ -89,33 +89,6 @@ UNKNOWN_KEY = "unknown or revoked device key"
 REPLAY = "this signed request was already received (replay)"
 
 
-async def verify_request(
-    session: AsyncSession,
-    master: bytes,
-    *,
-    key_id: str | None,
-    timestamp: str | None,
-    signature: str | None,
-    method: str,
-    path: str,
-    body: bytes,
-    now: datetime,
-) -> Device:
-    """The device that signed this request, or Unauthorized saying why not."""
-    check_signature(
-        master,
-        key_id=key_id,
-        timestamp=timestamp,
-        signature=signature,
-        method=method,
-        path=path,
-        body=body,
-        now=now,
-    )
-    assert key_id is not None
-    return await live_device(session, key_id)
-
-
 async def live_device(session: AsyncSession, key_id: str) -> Device:
     """The device of a key, Unauthorized if the key or the device is revoked (or unknown)."""
     key = await session.get(DeviceKey, key_id[:40])

@@ -201,19 +201,9 @@ async def read_signed(request: Request, runtime: Runtime) -> SignedAlert:
 
 
 def limit(kind: LimitKind) -> Any:
-    """A route dependency: take one token from the caller's budget for `kind` (flat, like
-    `caller`; the token is verified once per request and remembered)."""
-
-    async def check(
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> None:
-        runtime: Runtime = request.app.state.runtime
-        token = credentials.credentials if credentials else None
-        who = await principal_from_token(runtime, token)
-        take(request, runtime, kind, who.actor)
-
-    return Depends(check)
+    """A route dependency: take one token from the caller's budget for `kind`, whatever its
+    role (the route's own principal dependency checks that)."""
+    return caller(*Role, limit=kind)
 
 
 def give_back(request: Request, runtime: Runtime, kind: str, who: str) -> None:
