@@ -71,7 +71,7 @@ class Runtime:
         self.categories = CategoryCache()
         self.photos = PhotoStore(s.photo_dir)
         self.ctx = DispatchContext(clock=self.clock, grids=self.grids, sla=s.sla)
-        self.hub = FeedHub(self.bus, self.db)
+        self.hub = FeedHub(self.db, poll_s=s.bus.poll_interval_s)
         self.engine: Engine | None = (
             Engine(
                 self.db,

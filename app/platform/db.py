@@ -9,6 +9,8 @@ writer never meets a busy database half-way through. PostgreSQL needs neither.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,9 +33,11 @@ from app.platform.errors import DRIVER_DOWN, DRIVER_LOST
 from app.platform.uow import UnitOfWork
 from app.policies.document import PolicyBook
 
+log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 OUTBOX_CHANNEL = "gridflow_outbox"
+EVENTS_CHANNEL = "gridflow_events"  # case events committed: the live feeds read them
 
 
 class Database:
@@ -72,9 +76,15 @@ class Database:
         self._direct_pool: asyncpg.Pool | None = None
         self._direct_lock = asyncio.Lock()
         self._after_commit: list[Callable[[], None]] = []
+        self._after_events: list[Callable[[], None]] = []
 
     def on_commit(self, listener: Callable[[], None]) -> None:
         self._after_commit.append(listener)
+
+    def on_events(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after each transaction of this process that wrote case events
+        (other processes' commits are announced on EVENTS_CHANNEL, PostgreSQL only)."""
+        self._after_events.append(listener)
 
     def committed(self) -> None:
         """Tell the listeners (the embedded bus, the relay) that new outbox rows are committed."""
@@ -125,20 +135,62 @@ class Database:
             async with self._write_lock, self.sessions() as session:
                 if self.is_sqlite:
                     await session.connection(execution_options={"sqlite_immediate": True})
-                uow = UnitOfWork(session, self.audit_key, self.policies)
+                uow = self._unit_of_work(session)
                 yield uow
                 await uow.flush()
+                await self._announce(uow)
                 await session.commit()
         else:
             async with self.sessions() as session:
-                uow = UnitOfWork(session, self.audit_key, self.policies)
+                uow = self._unit_of_work(session)
                 yield uow
                 await uow.flush()
-                if uow.outbox_written:
-                    # Delivered at commit to every listening relay, in any process.
-                    await session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
+                await self._announce(uow)
                 await session.commit()
         self.committed()
+        if uow.events_written:
+            for listener in self._after_events:
+                listener()
+
+    async def listen(self, channel: str, on_notify: Callable[[], None], what: str) -> None:
+        """LISTEN on `channel` for as long as the caller's task runs, calling `on_notify` for
+        each notification and once after every (re)connection, since notifications sent while
+        away are lost. PostgreSQL only; the callers poll as well, so a lost connection only
+        costs latency until it is back."""
+        dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while True:
+            conn = None
+            try:
+                conn = await asyncpg.connect(dsn, timeout=5)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda *_, ev=lost: ev.set())
+                await conn.add_listener(channel, lambda *_: on_notify())
+                on_notify()
+                await lost.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("%s: LISTEN unavailable (%s); polling meanwhile", what, exc)
+                await asyncio.sleep(2)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+
+    def _unit_of_work(self, session: AsyncSession) -> UnitOfWork:
+        return UnitOfWork(session, self.audit_key, self.policies, order_events=not self.is_sqlite)
+
+    async def _announce(self, uow: UnitOfWork) -> None:
+        """Notifications delivered at commit to every listener, in any process: the relays
+        (outbox rows) and the live feeds (case events). PostgreSQL only."""
+        if self.is_sqlite:
+            return
+        channels = [OUTBOX_CHANNEL] if uow.outbox_written else []
+        if uow.events_written:
+            channels.append(EVENTS_CHANNEL)
+        if channels:  # one round trip for both
+            notify = ", ".join(f"pg_notify('{c}', '')" for c in channels)
+            await uow.session.execute(text(f"SELECT {notify}"))
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncSession]:

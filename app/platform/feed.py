@@ -1,8 +1,20 @@
-"""Live progress: one consumer of the case-event topic per process, fanned out to subscribers.
+"""Live progress: the case timeline read in cursor order, fanned out to subscribers.
 
 Subscribers are the operations feed (WebSocket), residents' report streams (SSE) and workers
-waiting on a long poll. Resuming is exact: a subscriber registers first, then replays the stored
-timeline after its cursor, then receives live events, skipping any cursor it already sent. A
+waiting on a long poll. A case event's id is its cursor, and ids are handed out in commit order
+(app/platform/uow.py): once an id is visible, no smaller one will ever commit. So each process
+keeps one position in the `case_events` table and reads what committed after it, in id order;
+every subscriber receives its events in strictly increasing cursor order, and the last cursor a
+client received is always a safe place to resume: nothing below it is still to come.
+
+The hub reads when told that events committed (in this process by `Database.on_events`, from
+any process by NOTIFY on PostgreSQL) and at least every `poll_s`, so a lost notification costs
+latency, never an event. It does not depend on the bus: with Kafka away the feed still shows
+what the API's own commands do.
+
+Resuming: a subscriber registers first, then replays the stored timeline after its cursor, then
+takes live events above the last cursor it sent. Subscriptions are indexed by case, report,
+grid and street, so an event is matched only against the subscribers it may concern. A
 subscriber too slow to keep up is dropped (its queue is bounded) and resumes from its cursor.
 """
 
@@ -11,19 +23,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.cases.events import EventEnvelope, EventType, envelope_of
 from app.models import CaseEvent
-from app.platform import topics
-from app.platform.bus import Bus, Consumer, start_consumer
-from app.platform.db import Database
+from app.platform.db import EVENTS_CHANNEL, Database
 
 log = logging.getLogger(__name__)
+PAGE = 500  # events per read, when replaying and when the hub catches up
 
 
 class SubscriberTooSlow(Exception):
@@ -39,13 +51,11 @@ class FeedFilter:
     report_id: str | None = None  # until the report's case is known
 
     def matches(self, env: EventEnvelope) -> bool:
-        if self.report_id is not None and self.case_id is None:
-            if env.data.get("report_id") != self.report_id:
+        if self.case_id is not None:
+            if env.case_id != self.case_id:
                 return False
-            self.case_id = env.case_id  # the report's case is now known; follow it
-            return True
-        if self.case_id is not None and env.case_id != self.case_id:
-            return False
+        elif self.report_id is not None:
+            return env.data.get("report_id") == self.report_id
         if self.grids is not None and env.grid not in self.grids:
             return False
         if self.street is not None and not (env.grid or "").startswith(self.street):
@@ -63,12 +73,18 @@ class FeedFilter:
             stmt = stmt.where(CaseEvent.category.in_(self.categories))
         return stmt
 
+    @property
+    def waiting_for_case(self) -> bool:
+        """Following a report whose case is not known yet: nothing stored to replay."""
+        return self.case_id is None and self.report_id is not None
+
 
 @dataclass(eq=False)
 class Subscription:
     filter: FeedFilter
     queue: asyncio.Queue[EventEnvelope] = field(default_factory=lambda: asyncio.Queue(maxsize=2000))
     overflowed: bool = False
+    keys: tuple[tuple[str, str], ...] = ()  # where the index keeps it
 
     async def get(self) -> EventEnvelope:
         if self.overflowed:
@@ -76,64 +92,170 @@ class Subscription:
         return await self.queue.get()
 
 
+class Subscribers:
+    """Subscriptions indexed by what they follow: a case, a report (until its case is known),
+    unit grids, a street (a prefix of grid codes), or everything (filtered by category)."""
+
+    def __init__(self) -> None:
+        self._by: dict[tuple[str, str], set[Subscription]] = {}
+        self._street_lengths: Counter[int] = Counter()
+        self._everyone: set[Subscription] = set()
+        self._all: set[Subscription] = set()
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def add(self, sub: Subscription) -> None:
+        self._all.add(sub)
+        flt = sub.filter
+        if flt.case_id is not None:
+            sub.keys = (("case", flt.case_id),)
+        elif flt.report_id is not None:
+            sub.keys = (("report", flt.report_id),)
+        elif flt.grids is not None:
+            sub.keys = tuple(("grid", g) for g in sorted(flt.grids))
+        elif flt.street is not None:
+            sub.keys = (("street", flt.street),)
+            self._street_lengths[len(flt.street)] += 1
+        else:
+            self._everyone.add(sub)
+            return
+        for key in sub.keys:
+            self._by.setdefault(key, set()).add(sub)
+
+    def discard(self, sub: Subscription) -> None:
+        self._all.discard(sub)
+        self._everyone.discard(sub)
+        for key in sub.keys:
+            subs = self._by.get(key)
+            if subs is not None and sub in subs:
+                subs.discard(sub)
+                if not subs:
+                    del self._by[key]
+                if key[0] == "street":
+                    self._street_lengths[len(key[1])] -= 1
+                    if not self._street_lengths[len(key[1])]:
+                        del self._street_lengths[len(key[1])]
+        sub.keys = ()
+
+    def candidates(self, env: EventEnvelope) -> Iterable[Subscription]:
+        """The subscriptions `env` may concern (each still checks its whole filter)."""
+        found: list[Subscription] = list(self._everyone)
+        if env.case_id is not None:
+            found.extend(self._by.get(("case", env.case_id), ()))
+        report_id = env.data.get("report_id")
+        if isinstance(report_id, str):
+            waiting = self._by.get(("report", report_id))
+            if waiting:
+                for sub in list(waiting):  # the report's case is known now: follow it
+                    self.discard(sub)
+                    sub.filter.case_id = env.case_id
+                    self.add(sub)
+                    found.append(sub)
+        grid = env.grid or ""
+        found.extend(self._by.get(("grid", grid), ()))
+        for length in self._street_lengths:
+            found.extend(self._by.get(("street", grid[:length]), ()))
+        return found
+
+
 async def replay(
-    session: AsyncSession, flt: FeedFilter, after: int, limit: int = 500
+    session: AsyncSession, flt: FeedFilter, after: int, limit: int = PAGE
 ) -> list[EventEnvelope]:
+    """Stored events matching `flt` after cursor `after`, in cursor order."""
+    if flt.waiting_for_case:
+        return []
     stmt = flt.apply(select(CaseEvent).where(CaseEvent.id > after))
     rows = await session.scalars(stmt.order_by(CaseEvent.id).limit(limit))
     return [envelope_of(r) for r in rows]
 
 
 class FeedHub:
-    def __init__(self, bus: Bus, db: Database) -> None:
-        self._bus = bus
+    def __init__(self, db: Database, *, poll_s: float = 0.5) -> None:
         self._db = db
-        self._subs: set[Subscription] = set()
+        self._poll_s = poll_s
+        self._subs = Subscribers()
         self._worker_waiters: dict[str, set[asyncio.Event]] = {}
-        self._consumer: Consumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._connected = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = asyncio.Event()
+        self.position: int | None = None  # the newest cursor read and fanned out
         self.running = False
+        db.on_events(self._wake.set)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subs)
 
     async def start(self) -> None:
-        """Start consuming in the background; wait briefly for the first connection so that
-        live subscribers see everything from now on (the bus may be down: then it retries)."""
-        self._task = asyncio.create_task(self._run(), name="gridflow-feed")
+        """Start reading in the background from the newest stored event; wait briefly for the
+        first read so that live subscribers see everything from now on (the database may be
+        away: then it retries)."""
+        self._tasks.append(asyncio.create_task(self._run(), name="gridflow-feed"))
+        if not self._db.is_sqlite:
+            listen = self._db.listen(EVENTS_CHANNEL, self._wake.set, "live feed")
+            self._tasks.append(asyncio.create_task(listen, name="gridflow-feed-listen"))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), timeout=5)
+            await asyncio.wait_for(self._started.wait(), timeout=5)
 
     async def stop(self) -> None:
         self.running = False
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
+                await task
+        self._tasks = []
 
     async def _run(self) -> None:
-        consumer = await start_consumer(self._bus, topics.CASE_EVENTS, None)
-        self._consumer = consumer
-        self.running = True
-        self._connected.set()
         while True:
             try:
-                for message in await consumer.getmany(timeout_s=1.0):
-                    self.publish(EventEnvelope.model_validate(message.value))
+                if self.position is None:
+                    async with self._db.reader() as session:
+                        newest = await session.scalar(select(func.max(CaseEvent.id)))
+                    self.position = int(newest or 0)
+                    self.running = True
+                    self._started.set()
+                self._wake.clear()  # a wake-up during the read makes the next one start at once
+                await self.catch_up()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._poll_s):
+                        await self._wake.wait()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("feed consumer error; continuing")
-                await asyncio.sleep(0.5)
+            except Exception as exc:
+                log.warning("live feed: cannot read events (%s: %s); retrying", type(exc), exc)
+                await asyncio.sleep(1.0)
+
+    async def catch_up(self) -> int:
+        """Read and fan out every event committed after `position`; returns how many."""
+        assert self.position is not None
+        read = 0
+        while True:
+            async with self._db.reader() as session:
+                rows = list(
+                    await session.scalars(
+                        select(CaseEvent)
+                        .where(CaseEvent.id > self.position)
+                        .order_by(CaseEvent.id)
+                        .limit(PAGE)
+                    )
+                )
+            for row in rows:
+                self.publish(envelope_of(row))
+                self.position = row.id
+            read += len(rows)
+            if len(rows) < PAGE:
+                return read
 
     def publish(self, env: EventEnvelope) -> None:
-        for sub in list(self._subs):
-            if sub.filter.matches(env):
-                try:
-                    sub.queue.put_nowait(env)
-                except asyncio.QueueFull:
-                    sub.overflowed = True
-                    self._subs.discard(sub)
+        for sub in self._subs.candidates(env):
+            if sub.overflowed or not sub.filter.matches(env):
+                continue
+            try:
+                sub.queue.put_nowait(env)
+            except asyncio.QueueFull:
+                sub.overflowed = True
+                self._subs.discard(sub)
         if env.type is EventType.TASK_OFFERED:
             for waiter in self._worker_waiters.get(str(env.data.get("worker_id")), ()):
                 waiter.set()
@@ -146,6 +268,12 @@ class FeedHub:
             yield sub
         finally:
             self._subs.discard(sub)
+
+    def follow_case(self, sub: Subscription, case_id: str) -> None:
+        """`sub` follows `case_id` from now on (its report's case became known)."""
+        self._subs.discard(sub)
+        sub.filter.case_id = case_id
+        self._subs.add(sub)
 
     @contextlib.contextmanager
     def offers_for(self, worker_id: str) -> Iterator[asyncio.Event]:
@@ -167,35 +295,42 @@ class FeedHub:
         after: int | None,
         *,
         heartbeat_s: float = 15.0,
-        on_subscribed: Callable[[FeedFilter], Awaitable[None]] | None = None,
+        case_of: Callable[[], Awaitable[str | None]] | None = None,
     ) -> AsyncIterator[EventEnvelope | None]:
-        """Stored events after `after` (None: live only), then live ones; None on idle.
+        """Stored events after `after` (None: live only), then live ones, in cursor order;
+        None on idle.
 
-        `on_subscribed` runs once the subscription is live and before the replay, the moment
-        to read state that may change concurrently (a report's case id, say).
+        `case_of` (for a filter following a report) reads the report's case once the
+        subscription is live and before the replay: if the case is not known then, it opens
+        later and its first event arrives live.
         """
         with self.subscribe(flt) as sub:
-            if on_subscribed is not None:
-                await on_subscribed(flt)
-            sent: set[int] = set()
+            if case_of is not None and flt.case_id is None:
+                case_id = await case_of()
+                if case_id is not None:
+                    self.follow_case(sub, case_id)
+            last = 0
             if after is not None:
-                cursor = after
+                last = after
                 while True:
                     async with self._db.reader() as session:
-                        page = await replay(session, flt, cursor)
+                        page = await replay(session, flt, last)
                     for env in page:
                         assert env.cursor is not None
-                        sent.add(env.cursor)
-                        cursor = env.cursor
+                        last = env.cursor
                         yield env
-                    if len(page) < 500:
+                    if len(page) < PAGE:
                         break
             while True:
                 try:
-                    env = await asyncio.wait_for(sub.get(), timeout=heartbeat_s)
+                    # asyncio.timeout, not wait_for: wait_for may swallow the caller's own
+                    # cancellation when it coincides with the heartbeat's timeout
+                    async with asyncio.timeout(heartbeat_s):
+                        env = await sub.get()
                 except TimeoutError:
                     yield None
                     continue
-                if env.cursor is not None and env.cursor in sent:
-                    continue
+                if env.cursor is None or env.cursor <= last:
+                    continue  # replayed already
+                last = env.cursor
                 yield env

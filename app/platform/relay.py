@@ -61,28 +61,9 @@ class OutboxRelay:
         await self._close_producer()
 
     async def _listen(self) -> None:
-        """LISTEN for commits of outbox rows in other processes (the API's intake), so rows
-        are published at once instead of at the next poll. The poll stays as a fallback."""
-        import asyncpg
-
-        dsn = self.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        while True:
-            conn = None
-            try:
-                conn = await asyncpg.connect(dsn, timeout=5)
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda *_, ev=lost: ev.set())
-                await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
-                await lost.wait()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.info("outbox relay: LISTEN unavailable (%s); polling meanwhile", exc)
-                await asyncio.sleep(2)
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
+        """Rows committed by other processes (the API's intake) are published at once instead
+        of at the next poll."""
+        await self.db.listen(OUTBOX_CHANNEL, self._wake.set, "outbox relay")
 
     async def _producer_ready(self) -> AIOKafkaProducer:
         if self._producer is None:

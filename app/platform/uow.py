@@ -10,13 +10,21 @@ Case events and outbox rows are written when the unit of work is flushed, just b
 one multi-row INSERT of the events (RETURNING their ids, the feed cursors), then the outbox
 rows that carry them, after any rows enqueued directly (one COPY on PostgreSQL), so a
 transaction pays a fixed number of statements for its events however many it appends.
+
+Case event ids are the feed's cursor, so they must be handed out in commit order: a reader that
+has seen id N must never later find a committed id below N (app/platform/feed.py). SQLite has
+one writer at a time, which gives that for free. On PostgreSQL a transaction takes the feed lock
+(a transaction-scoped advisory lock) just before it writes its first events and keeps it until
+it commits, so ids are drawn by one transaction at a time, and PostgreSQL releases the lock only
+once the commit is visible. What the lock serialises is short: the events' INSERT, the outbox
+rows, any reads the owner does after that, and the commit.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.cases.audit import GENESIS, chain_hash
@@ -31,17 +39,28 @@ _EVENTS = cast(Table, CaseEvent.__table__)
 _OUTBOX = cast(Table, OutboxMessage.__table__)
 _EVENT_COLUMNS = [c.key for c in _EVENTS.columns if c.key != "id"]
 _INSERT_EVENTS = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
+FEED_LOCK = 0x66656564  # "feed": held from a transaction's first case event to its commit
+_TAKE_FEED_LOCK = text(f"SELECT pg_advisory_xact_lock({FEED_LOCK})")
 
 
 class UnitOfWork:
-    def __init__(self, session: AsyncSession, audit_key: bytes | None, book: PolicyBook) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        audit_key: bytes | None,
+        book: PolicyBook,
+        *,
+        order_events: bool = False,
+    ) -> None:
         self.session = session
+        self._order_events = order_events  # take the feed lock before writing events
         self._audit_key = audit_key
         self.book = book  # the process's cached policy set
         self.policy_set: PolicySet | None = None  # the version this transaction uses
         self.events: list[NewEvent] = []  # appended in this transaction, not yet written
         self._outbox: list[dict[str, Any]] = []  # enqueued rows, not yet written
         self.outbox_written = False  # rows were written: relays should look
+        self.events_written = False  # case events were written: the live feed should look
 
     def seal(self, case: Case, event: NewEvent) -> None:
         """Link `event` after the case's newest event and make it the case's head
@@ -66,6 +85,9 @@ class UnitOfWork:
         await self.session.flush()
         events, self.events = self.events, []
         if events:
+            if self._order_events and not self.events_written:
+                await self.session.execute(_TAKE_FEED_LOCK)
+            self.events_written = True
             ids = await self.session.scalars(
                 _INSERT_EVENTS, [{k: getattr(e, k) for k in _EVENT_COLUMNS} for e in events]
             )

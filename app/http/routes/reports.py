@@ -169,15 +169,14 @@ async def report_events(
     for_resident = who.role is Role.RESIDENT
     flt = FeedFilter(report_id=report_id)
 
-    async def learn_case(f: FeedFilter) -> None:
+    async def case_of_report() -> str | None:
         async with runtime.db.reader() as session:
             report = await session.get(Report, report_id)
-            if report is not None and report.case_id is not None:
-                f.case_id = report.case_id
+        return None if report is None else report.case_id
 
     async def events() -> AsyncIterator[str]:
         yield "retry: 3000\n\n"
-        async for env in runtime.hub.stream(flt, cursor, on_subscribed=learn_case):
+        async for env in runtime.hub.stream(flt, cursor, case_of=case_of_report):
             yield ": keep-alive\n\n" if env is None else _sse(env, for_resident)
 
     return StreamingResponse(
