@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
+from sqlalchemy import Row
 
 from app.models import Case, CaseEvent
 from app.platform import topics
@@ -141,8 +142,10 @@ def case_event_outbox_row(row: CaseEvent | NewEvent) -> dict[str, Any]:
     return outbox_row(topics.CASE_EVENTS, row.case_id, envelope_of(row))
 
 
-def envelope_of(row: CaseEvent | NewEvent) -> EventEnvelope:
-    return EventEnvelope(
+def envelope_of(row: CaseEvent | NewEvent | Row[Any]) -> EventEnvelope:
+    """The envelope of a stored event (an ORM object, an appended one or a plain row of
+    `case_events`' columns), built without validation: the values are the table's own."""
+    return EventEnvelope.model_construct(
         event_id=row.event_id,
         type=EventType(row.type),
         version=row.version,

@@ -26,8 +26,9 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, cast
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.cases.events import EventEnvelope, EventType, envelope_of
@@ -35,7 +36,9 @@ from app.models import CaseEvent
 from app.platform.db import EVENTS_CHANNEL, Database
 
 log = logging.getLogger(__name__)
-PAGE = 500  # events per read, when replaying and when the hub catches up
+PAGE = 500  # events per read when the hub catches up, and most sent to a subscriber at once
+REPLAY_PAGE = 100  # events per read when a subscriber replays: the first ones go out soon
+EVENT_COLUMNS = tuple(cast(Table, CaseEvent.__table__).columns)  # plain rows, not ORM objects
 
 
 class SubscriberTooSlow(Exception):
@@ -62,7 +65,7 @@ class FeedFilter:
             return False
         return self.categories is None or env.category in self.categories
 
-    def apply(self, stmt: Select[CaseEvent]) -> Select[CaseEvent]:
+    def apply(self, stmt: Select[Any]) -> Select[Any]:
         if self.case_id is not None:
             stmt = stmt.where(CaseEvent.case_id == self.case_id)
         if self.grids is not None:
@@ -160,13 +163,13 @@ class Subscribers:
 
 
 async def replay(
-    session: AsyncSession, flt: FeedFilter, after: int, limit: int = PAGE
+    session: AsyncSession, flt: FeedFilter, after: int, limit: int = REPLAY_PAGE
 ) -> list[EventEnvelope]:
     """Stored events matching `flt` after cursor `after`, in cursor order."""
     if flt.waiting_for_case:
         return []
-    stmt = flt.apply(select(CaseEvent).where(CaseEvent.id > after))
-    rows = await session.scalars(stmt.order_by(CaseEvent.id).limit(limit))
+    stmt = flt.apply(select(*EVENT_COLUMNS).where(CaseEvent.id > after))
+    rows = await session.execute(stmt.order_by(CaseEvent.id).limit(limit))
     return [envelope_of(r) for r in rows]
 
 
@@ -233,8 +236,8 @@ class FeedHub:
         while True:
             async with self._db.reader() as session:
                 rows = list(
-                    await session.scalars(
-                        select(CaseEvent)
+                    await session.execute(
+                        select(*EVENT_COLUMNS)
                         .where(CaseEvent.id > self.position)
                         .order_by(CaseEvent.id)
                         .limit(PAGE)
@@ -296,9 +299,10 @@ class FeedHub:
         *,
         heartbeat_s: float = 15.0,
         case_of: Callable[[], Awaitable[str | None]] | None = None,
-    ) -> AsyncIterator[EventEnvelope | None]:
-        """Stored events after `after` (None: live only), then live ones, in cursor order;
-        None on idle.
+    ) -> AsyncIterator[list[EventEnvelope]]:
+        """Stored events after `after` (None: live only), then live ones, in cursor order and
+        in pages (a replayed page, or the live events waiting); an empty page on idle, to
+        send a heartbeat.
 
         `case_of` (for a filter following a report) reads the report's case once the
         subscription is live and before the replay: if the case is not known then, it opens
@@ -315,22 +319,25 @@ class FeedHub:
                 while True:
                     async with self._db.reader() as session:
                         page = await replay(session, flt, last)
-                    for env in page:
-                        assert env.cursor is not None
-                        last = env.cursor
-                        yield env
-                    if len(page) < PAGE:
+                    if page:
+                        assert page[-1].cursor is not None
+                        last = page[-1].cursor
+                        yield page
+                    if len(page) < REPLAY_PAGE:
                         break
             while True:
                 try:
                     # asyncio.timeout, not wait_for: wait_for may swallow the caller's own
                     # cancellation when it coincides with the heartbeat's timeout
                     async with asyncio.timeout(heartbeat_s):
-                        env = await sub.get()
+                        waiting = [await sub.get()]
                 except TimeoutError:
-                    yield None
+                    yield []
                     continue
-                if env.cursor is None or env.cursor <= last:
-                    continue  # replayed already
-                last = env.cursor
-                yield env
+                while len(waiting) < PAGE and not sub.queue.empty():
+                    waiting.append(sub.queue.get_nowait())
+                live = [e for e in waiting if e.cursor is not None and e.cursor > last]
+                if live:  # the others were replayed already
+                    assert live[-1].cursor is not None
+                    last = live[-1].cursor
+                    yield live

@@ -6,7 +6,7 @@ routes call these and return their results; nothing here knows of HTTP.
 """
 
 from app.reads.access import may_see_photo
-from app.reads.cases import case_page, case_view, sla_state
+from app.reads.cases import case_page, case_view, sla_state, sla_states
 from app.reads.catalog import categories, worker_profile, worker_profiles
 from app.reads.common import grid_read, public_actor, report_links, resident_safe
 from app.reads.reports import report_view
@@ -24,6 +24,7 @@ __all__ = [
     "report_view",
     "resident_safe",
     "sla_state",
+    "sla_states",
     "task_view",
     "worker_profile",
     "worker_profiles",

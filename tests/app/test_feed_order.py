@@ -78,14 +78,13 @@ async def client(
         with_deadline = asyncio.timeout(rng.uniform(0.1, 0.4))
         try:
             async with with_deadline:
-                async for env in hub.stream(flt, cursor, heartbeat_s=0.05):
-                    if env is None:
-                        continue
-                    assert env.cursor is not None
-                    connection.append(env.cursor)
-                    received.append(env.cursor)
-                    cursor = env.cursor
-                    got += 1
+                async for page in hub.stream(flt, cursor, heartbeat_s=0.05):
+                    for env in page:
+                        assert env.cursor is not None
+                        connection.append(env.cursor)
+                        received.append(env.cursor)
+                        cursor = env.cursor
+                        got += 1
         except TimeoutError:
             pass
         assert connection == sorted(set(connection)), "each connection in cursor order"

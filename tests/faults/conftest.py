@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -45,21 +46,31 @@ def service(script: str, action: str) -> None:
 
 
 class Dispatcher:
-    """`gridflow dispatcher` as a real process, on the test's database and topics."""
+    """A gridflow command as a real process (`gridflow dispatcher` unless told otherwise), on
+    the test's database and topics; started once it prints `ready`."""
 
-    def __init__(self, env: dict[str, str], name: str) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        name: str,
+        args: tuple[str, ...] = ("dispatcher",),
+        ready: str = "dispatcher: running",
+    ) -> None:
         self.env = env
         self.name = name
+        self.args = args
+        self.ready = ready
         self.proc: asyncio.subprocess.Process | None = None
         self.output: list[str] = []
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self.output = []
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "app.cli",
-            "dispatcher",
+            *self.args,
             cwd=str(REPO),
             env=self.env,
             stdout=asyncio.subprocess.PIPE,
@@ -67,7 +78,7 @@ class Dispatcher:
         )
         self._reader = asyncio.create_task(self._read())
         async with asyncio.timeout(60):
-            while not any("dispatcher: running" in line for line in self.output):
+            while not any(self.ready in line for line in self.output):
                 if self.proc.returncode is not None:
                     raise AssertionError(f"{self.name} exited:\n" + "".join(self.output[-40:]))
                 await asyncio.sleep(0.05)
@@ -117,7 +128,8 @@ async def api(
     settings = make_settings(
         data, database_url, kafka_prefix=f"f{uuid.uuid4().hex[:10]}.", run_engine=False
     )
-    harness = Harness(settings, ManualClock())
+    # The processes beside it run on real time: so does this clock, from now on.
+    harness = Harness(settings, ManualClock(datetime.now(UTC)))
     await harness.start()
     try:
         yield harness
@@ -126,10 +138,10 @@ async def api(
         await delete_topics(settings.kafka)
 
 
-@pytest.fixture
-async def dispatchers(api: Harness) -> AsyncIterator[list[Dispatcher]]:
+def process_env(api: Harness) -> dict[str, str]:
+    """The environment of a gridflow process on the same data, database and topics as `api`."""
     s = api.settings
-    env = {
+    return {
         **os.environ,
         "GRIDFLOW_ENV": "test",
         "GRIDFLOW_DATA_DIR": str(s.data_dir),
@@ -141,6 +153,11 @@ async def dispatchers(api: Harness) -> AsyncIterator[list[Dispatcher]]:
         "GRIDFLOW_AUTO_MIGRATE": "false",
         "GRIDFLOW_SLA__SWEEP_INTERVAL_S": "5",
     }
+
+
+@pytest.fixture
+async def dispatchers(api: Harness) -> AsyncIterator[list[Dispatcher]]:
+    env = process_env(api)
     made = [Dispatcher(env, f"dispatcher-{i}") for i in range(2)]
     try:
         yield made

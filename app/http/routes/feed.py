@@ -11,8 +11,8 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
 from app import reads
 from app.auth.tokens import Role
+from app.cases.events import EventEnvelope
 from app.http.deps import principal_from_token
-from app.models import Case
 from app.platform.errors import AppError
 from app.platform.feed import FeedFilter, SubscriberTooSlow
 from app.runtime import Runtime
@@ -21,32 +21,43 @@ router = APIRouter(tags=["operations"])
 
 POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
+SEND_CHUNK = 50  # events whose SLA state is read at once: a client that drops often still moves
 
 
 class SlaSnapshots:
     """The SLA state sent with each feed event, read once per event whatever the number of
-    screens watching (the newest events are kept)."""
+    screens watching (the newest events are kept), for a page of events in one read."""
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
         self._by_cursor: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
 
-    async def get(
-        self, runtime: Runtime, case_id: str | None, cursor: int | None
-    ) -> list[dict[str, Any]]:
-        if case_id is None:
-            return []
-        if cursor is not None and cursor in self._by_cursor:
-            return self._by_cursor[cursor]
-        async with runtime.db.reader() as session:
-            case = await session.get(Case, case_id)
-            state = [] if case is None else await reads.sla_state(session, runtime.ctx, case)
-        value = [c.model_dump(mode="json") for c in state]
-        if cursor is not None:
-            self._by_cursor[cursor] = value
-            while len(self._by_cursor) > self._size:
-                self._by_cursor.popitem(last=False)
-        return value
+    async def of(self, runtime: Runtime, page: list[EventEnvelope]) -> list[list[dict[str, Any]]]:
+        missing = {
+            env.case_id
+            for env in page
+            if env.case_id is not None and env.cursor not in self._by_cursor
+        }
+        states: dict[str, list[dict[str, Any]]] = {}
+        if missing:
+            async with runtime.db.reader() as session:
+                read = await reads.sla_states(session, runtime.ctx, missing)
+            states = {k: [c.model_dump(mode="json") for c in v] for k, v in read.items()}
+        out: list[list[dict[str, Any]]] = []
+        for env in page:
+            if env.case_id is None:
+                out.append([])
+                continue
+            if env.cursor is not None and env.cursor in self._by_cursor:
+                out.append(self._by_cursor[env.cursor])
+                continue
+            value = states[env.case_id]
+            if env.cursor is not None:
+                self._by_cursor[env.cursor] = value
+            out.append(value)
+        while len(self._by_cursor) > self._size:
+            self._by_cursor.popitem(last=False)
+        return out
 
 
 def _snapshots(state: Any) -> SlaSnapshots:
@@ -94,10 +105,15 @@ async def feed(
     snapshots = _snapshots(websocket.app.state)
 
     async def pump() -> None:
-        async for env in runtime.hub.stream(flt, since, heartbeat_s=20):
-            if env is None:
+        async for page in runtime.hub.stream(flt, since, heartbeat_s=20):
+            if not page:
                 await websocket.send_json({"type": "heartbeat"})
                 continue
+            for start in range(0, len(page), SEND_CHUNK):
+                await send(page[start : start + SEND_CHUNK])
+
+    async def send(chunk: list[EventEnvelope]) -> None:
+        for env, sla in zip(chunk, await snapshots.of(runtime, chunk), strict=True):
             await websocket.send_json(
                 {
                     "cursor": env.cursor,
@@ -109,7 +125,7 @@ async def feed(
                     "occurred_at": env.occurred_at.isoformat(),
                     "actor": reads.public_actor(env.actor),
                     "data": env.data,
-                    "sla": await snapshots.get(runtime, env.case_id, env.cursor),
+                    "sla": sla,
                 }
             )
 

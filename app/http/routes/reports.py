@@ -176,8 +176,8 @@ async def report_events(
 
     async def events() -> AsyncIterator[str]:
         yield "retry: 3000\n\n"
-        async for env in runtime.hub.stream(flt, cursor, case_of=case_of_report):
-            yield ": keep-alive\n\n" if env is None else _sse(env, for_resident)
+        async for page in runtime.hub.stream(flt, cursor, case_of=case_of_report):
+            yield "".join(_sse(env, for_resident) for env in page) if page else ": keep-alive\n\n"
 
     return StreamingResponse(
         events(),
