@@ -50,8 +50,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    """The HTTP API only (no engine): N uvicorn workers, each consuming the case-event topic
-    for its own live subscribers. Migrations run once here, before the workers start."""
+    """The HTTP API only (no engine): N uvicorn workers, each reading the case timeline for
+    its own live subscribers. Migrations run once here, before the workers start."""
     import os
 
     import uvicorn
