@@ -128,11 +128,9 @@ class Demo:
         if ready.status_code != 200:
             print(f"gridflow demo: server not ready: {ready.text}", file=sys.stderr)
             return 2
-        ws_url = (
-            self.base_url.replace("http", "ws", 1)
-            + "/v1/feed?token="
-            + self.token(Role.OPERATOR, "demo-operator")
-        )
+        operator = {"Authorization": f"Bearer {self.token(Role.OPERATOR, 'demo-operator')}"}
+        ticket = (await self.http.post("/v1/tickets", headers=operator)).json()["ticket"]
+        ws_url = self.base_url.replace("http", "ws", 1) + "/v1/feed?ticket=" + ticket
         async with websockets.connect(ws_url) as ws:
             watcher = asyncio.create_task(self.watch(ws))
             categories = (await self.http.get("/v1/categories")).json()

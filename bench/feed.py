@@ -59,14 +59,17 @@ class Operator:
     """The operations feed, live: when each case's TaskOffered event arrived."""
 
     def __init__(self, secret: str) -> None:
-        self.url = f"ws://127.0.0.1:{PORT}/v1/feed?token={token(secret, Role.OPERATOR, 'ops')}"
+        self.url = f"ws://127.0.0.1:{PORT}/v1/feed"
+        self.headers = {"Authorization": f"Bearer {token(secret, Role.OPERATOR, 'ops')}"}
         self.case_of_report: dict[str, str] = {}
         self.offered_at: dict[str, float] = {}
         self.task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
 
     async def run(self) -> None:
-        async with websockets.connect(self.url, max_size=None) as ws:
+        async with websockets.connect(
+            self.url, additional_headers=self.headers, max_size=None
+        ) as ws:
             self.connected.set()
             async for raw in ws:
                 now = time.time()

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import httpx
 import uvicorn
@@ -93,8 +94,9 @@ def png_bytes(size: tuple[int, int] = (32, 24), fmt: str = "PNG") -> bytes:
 
 
 class Harness:
-    def __init__(self, settings: Settings, clock: ManualClock) -> None:
+    def __init__(self, settings: Settings, clock: ManualClock, log_level: str = "warning") -> None:
         self.settings = settings
+        self.log_level = log_level  # "info" logs every request, as `gridflow serve` does
         self.clock = clock
         self.app = create_app(settings, clock)
         self._server: uvicorn.Server | None = None
@@ -112,7 +114,7 @@ class Harness:
             self.app,
             host="127.0.0.1",
             port=0,
-            log_level="warning",
+            log_level=self.log_level,
             lifespan="on",
             timeout_graceful_shutdown=1,
         )
@@ -151,6 +153,20 @@ class Harness:
 
     def auth(self, role: Role | str, subject: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(role, subject)}"}
+
+    async def ticket(self, role: Role | str, subject: str) -> str:
+        """A single-use stream ticket, asked for as a client does."""
+        r = await self.client.post("/v1/tickets", headers=self.auth(role, subject))
+        assert r.status_code == 200, r.text
+        ticket: str = r.json()["ticket"]
+        return ticket
+
+    async def feed_url(
+        self, role: Role | str = "operator", subject: str = "ops", **query: Any
+    ) -> str:
+        """The WebSocket feed's URL with a fresh ticket and `query` (since=, grid=, ...)."""
+        params = {"ticket": await self.ticket(role, subject), **query}
+        return self.base_url.replace("http", "ws") + "/v1/feed?" + urlencode(params)
 
     def device(self, device_id: str = "cam-001") -> dict[str, Any]:
         """The demo device's key id and secret, as seeded."""

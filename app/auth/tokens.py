@@ -31,8 +31,18 @@ class Principal:
 
 
 def issue_token(
-    secret: str, *, role: Role, subject: str, issuer: str, audience: str, now: datetime, ttl_s: int
+    secret: str,
+    *,
+    role: Role,
+    subject: str,
+    issuer: str,
+    audience: str,
+    now: datetime,
+    ttl_s: int,
+    auth_time: int | None = None,
 ) -> str:
+    """A token signed with gridflow's own secret. `auth_time` is when its holder first got
+    one (a renewed token keeps it; sessions end `session_max_s` after it)."""
     claims = {
         "sub": subject,
         "role": role.value,
@@ -40,6 +50,7 @@ def issue_token(
         "aud": audience,
         "iat": int(now.timestamp()),
         "exp": int((now + timedelta(seconds=ttl_s)).timestamp()),
+        "auth_time": int(now.timestamp()) if auth_time is None else auth_time,
     }
     return jwt.encode(claims, secret, algorithm="HS256")
 
@@ -98,6 +109,23 @@ class TokenVerifier:
             return jwt.get_unverified_header(token).get("alg") != "HS256"
         except jwt.PyJWTError:
             return False
+
+    def session_of(self, token: str) -> tuple[Principal, int]:
+        """The caller of one of gridflow's own tokens and when its session began (its
+        `auth_time`, or its `iat`), for renewing it; Unauthorized for any other token."""
+        try:
+            if jwt.get_unverified_header(token).get("alg") != "HS256":
+                raise Unauthorized(
+                    "only gridflow's own tokens are renewed here; renew a token "
+                    "of the identity provider there"
+                )
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"invalid token: {exc}") from exc
+        principal = self.verify(token)
+        claims = jwt.decode(
+            token, self.secret, algorithms=["HS256"], issuer=self.issuer, audience=self.audience
+        )
+        return principal, int(claims.get("auth_time", claims.get("iat", 0)))
 
     def verify(self, token: str) -> Principal:
         """The caller, or Unauthorized with the reason (ServiceUnavailable if the identity

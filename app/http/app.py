@@ -21,12 +21,14 @@ from app.http.routes import (
     health,
     photos,
     reports,
+    session,
     stats,
     tasks,
     workers,
 )
 from app.http.schemas import AlertCreate, FeedbackCreate, GridCollection, ReportCreate, ResolveBody
 from app.http.security import SecurityHeaders
+from app.platform import redact
 from app.platform.clock import Clock, SystemClock
 from app.platform.settings import Settings
 from app.runtime import Runtime
@@ -46,6 +48,7 @@ ROUTERS = tuple(
         feed,
         photos,
         admin,
+        session,
     )
 )
 
@@ -61,8 +64,9 @@ each request (`X-Device-Key-Id`, `X-Timestamp`, `X-Signature`: HMAC-SHA256 over
 with `Retry-After`.
 
 **Live**: `GET /v1/reports/{id}/events` (server-sent events) and the WebSocket
-`/v1/feed?token=...&grid=&street=&category=&since=<cursor>` for operators (WebSockets are not
-listed below; see the README).
+`/v1/feed?ticket=...&grid=&street=&category=&since=<cursor>` for operators (WebSockets are not
+listed below; see the README). A browser cannot set headers on either: it asks
+`POST /v1/tickets` for a single-use ticket and puts that, never its bearer token, in the URL.
 """
 
 # Bodies read by hand (JSON or multipart) are referenced from openapi_extra; register them.
@@ -74,6 +78,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redact.install()  # after the server configured its logging
         runtime = Runtime(settings, clock or SystemClock())
         await runtime.start()
         app.state.runtime = runtime

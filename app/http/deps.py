@@ -19,8 +19,9 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.tickets import read_ticket
 from app.auth.tokens import Principal, Role
-from app.devices.keys import UNKNOWN_KEY, check_signature
+from app.devices.keys import UNKNOWN_KEY, check_signature, remember_signature
 from app.http.bodies import MAX_JSON_BYTES, read_limited
 from app.models import Worker
 from app.platform.errors import Forbidden, RateLimited, Unauthorized
@@ -116,6 +117,28 @@ def bearer_token(request: Request) -> str | None:
 
 
 BEARER: list[dict[str, list[str]]] = [{"HTTPBearer": []}]
+
+
+async def stream_caller(
+    runtime: Runtime, authorization: str | None, ticket: str | None
+) -> Principal:
+    """Who opens a live stream: the bearer token of the Authorization header, or else a
+    stream ticket from the URL (app/auth/tickets.py), good for this one connection."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return await principal_from_token(runtime, token.strip())
+    if not ticket:
+        raise Unauthorized("a bearer token (Authorization header) or a ticket is required")
+    now = runtime.clock.now()
+    read = read_ticket(runtime.tokens.secret, ticket, now=now)
+    try:
+        await remember_signature(runtime.db, read.nonce, TICKET_KEY, now)
+    except Unauthorized as exc:
+        raise Unauthorized("ticket already used: ask for a new one") from exc
+    return read.principal
+
+
+TICKET_KEY = "stream-ticket"  # how used tickets are marked among the seen signatures
 
 
 Resident = Annotated[Principal, caller(Role.RESIDENT)]

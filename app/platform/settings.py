@@ -145,7 +145,21 @@ class AuthSettings(BaseModel):
     jwks_issuer: str | None = Field(default=None, description="iss of the provider's tokens")
     jwks_audience: str | None = Field(default=None, description="aud of the provider's tokens")
     role_claim: str = Field(default="role", description="the claim that carries the role")
-    token_ttl_s: int = Field(default=30 * 24 * 3600, gt=0)
+    token_ttl_s: int = Field(
+        default=12 * 3600,
+        gt=0,
+        description="Lifetime of the tokens gridflow signs; renew one before it expires with "
+        "POST /v1/token/refresh.",
+    )
+    session_max_s: int = Field(
+        default=30 * 24 * 3600,
+        gt=0,
+        description="A token is renewed up to this long after it was first issued; then its "
+        "holder signs in again.",
+    )
+    ticket_ttl_s: int = Field(
+        default=30, ge=5, le=300, description="Lifetime of a stream ticket (POST /v1/tickets)."
+    )
 
 
 class IntakeSettings(BaseModel):

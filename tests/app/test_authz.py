@@ -65,21 +65,37 @@ async def test_resident_cannot_read_another_residents_report(h: Harness) -> None
 
 @pytest.mark.parametrize("role", ["resident", "worker"])
 async def test_feed_is_for_operators_only(h: Harness, role: str) -> None:
-    url = h.base_url.replace("http", "ws") + "/v1/feed?token=" + h.token(role, "someone")
     with pytest.raises(InvalidStatus) as err:
-        async with websockets.connect(url) as ws:
+        async with websockets.connect(await h.feed_url(role, "someone")) as ws:
             await ws.recv()
     assert err.value.response.status_code == 403
 
 
-async def test_feed_refuses_missing_and_forged_tokens(h: Harness) -> None:
+async def test_feed_refuses_missing_forged_used_and_expired_tickets(h: Harness) -> None:
     base = h.base_url.replace("http", "ws") + "/v1/feed"
-    forged = h.token("operator", "ops")[:-4] + "AAAA"
-    for url in (base, base + "?token=" + forged):
+    ticket = await h.ticket("operator", "ops")
+    forged = ticket[:-4] + ("AAAA" if not ticket.endswith("AAAA") else "BBBB")
+    token = h.token("operator", "ops")  # a bearer token in the URL is not a credential
+    for url in (base, f"{base}?ticket={forged}", f"{base}?token={token}"):
         with pytest.raises(InvalidStatus) as err:
             async with websockets.connect(url) as ws:
                 await ws.recv()
         assert err.value.response.status_code == 403
+    async with websockets.connect(f"{base}?ticket={ticket}"):
+        pass  # good once
+    with pytest.raises(InvalidStatus) as err:
+        async with websockets.connect(f"{base}?ticket={ticket}"):
+            pass
+    assert err.value.response.status_code == 403
+    late = await h.ticket("operator", "ops")
+    h.clock.advance(h.settings.auth.ticket_ttl_s + 1)
+    with pytest.raises(InvalidStatus) as err:
+        async with websockets.connect(f"{base}?ticket={late}"):
+            pass
+    assert err.value.response.status_code == 403
+    headers = {"Authorization": f"Bearer {token}"}  # a client that can set the header
+    async with websockets.connect(base, additional_headers=headers):
+        pass
 
 
 async def test_operations_endpoints_refuse_other_roles(h: Harness) -> None:

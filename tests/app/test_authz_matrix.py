@@ -79,6 +79,9 @@ MATRIX: dict[tuple[str, str], dict[str, set[int]]] = {
     ),
     ("PUT", "/v1/admin/grids"): row(admin={422}),  # an empty set: refused after the check
     ("WS", "/v1/feed"): row(operator={101}, admin={101}, anon=DENY, sensor=DENY),
+    # Any bearer token: a stream ticket, a renewed token, for its own holder
+    ("POST", "/v1/tickets"): row(**dict.fromkeys(CALLERS[1:7], OK_READ)),
+    ("POST", "/v1/token/refresh"): row(**dict.fromkeys(CALLERS[1:7], OK_READ)),
 }
 
 
@@ -157,7 +160,13 @@ async def call(h: Harness, w: World, caller: str, method: str, template: str) ->
             "operator": h.token("operator", "o"),
             "admin": h.token("admin", "a"),
         }
-        url = h.base_url.replace("http", "ws") + f"{path}?token={tokens.get(caller, '')}"
+        token = tokens.get(caller)
+        ticket = ""
+        if token is not None:
+            r = await h.client.post("/v1/tickets", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200, r.text
+            ticket = r.json()["ticket"]
+        url = h.base_url.replace("http", "ws") + f"{path}?ticket={ticket}"
         try:
             async with websockets.connect(url, open_timeout=5):
                 return 101  # the handshake was accepted

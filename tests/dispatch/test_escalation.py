@@ -198,7 +198,7 @@ async def test_the_feed_carries_each_cases_sla_state(h: Harness) -> None:
     (case_id,) = await breached_cases(h, 1)
     h.clock.advance(5 * 60 + 30)
     assert await h.sweep() == 3
-    url = h.base_url.replace("http", "ws") + "/v1/feed?since=0&token=" + h.token("operator", "o")
+    url = await h.feed_url(since=0)
     async with asyncio.timeout(20), websockets.connect(url) as ws:
         async for raw in ws:
             event = json.loads(raw)

@@ -32,7 +32,7 @@ async def collect_feed(url: str, until: str, out: list[dict[str, Any]]) -> None:
 
 
 async def test_report_to_closed_seen_live(h: Harness) -> None:
-    ws_url = h.base_url.replace("http", "ws") + "/v1/feed?token=" + h.token("operator", "ops")
+    ws_url = await h.feed_url()
     feed: list[dict[str, Any]] = []
     feed_task = asyncio.create_task(collect_feed(ws_url, "CaseClosed", feed))
     await asyncio.sleep(0)  # let the socket connect before the report exists
@@ -135,11 +135,12 @@ async def test_feed_resumes_from_cursor_and_filters(h: Harness) -> None:
     far = h.runtime.grids.require().units[-1].geometry.representative_point()
     b = await h.report("b", "street_vending", point={"lat": far.y, "lon": far.x})
     await h.offered_task(await h.case_of(b["id"]))
-    token = h.token("operator", "ops")
-    base = h.base_url.replace("http", "ws") + f"/v1/feed?token={token}"
+
+    async def url(query: str) -> str:  # a new ticket for every connection
+        return await h.feed_url() + query
 
     everything: list[dict[str, Any]] = []
-    async with asyncio.timeout(10), websockets.connect(base + "&since=0") as ws:
+    async with asyncio.timeout(10), websockets.connect(await url("&since=0")) as ws:
         while len(everything) < 4:
             everything.append(json.loads(await ws.recv()))
     assert [e["type"] for e in everything] == ["CaseOpened", "TaskOffered"] * 2
@@ -148,7 +149,7 @@ async def test_feed_resumes_from_cursor_and_filters(h: Harness) -> None:
     street_b = b["grid"]["code"][:9]
     async with (
         asyncio.timeout(10),
-        websockets.connect(base + f"&since=0&street={street_b}&category=street_vending") as ws,
+        websockets.connect(await url(f"&since=0&street={street_b}&category=street_vending")) as ws,
     ):
         while len(only_b) < 2:
             only_b.append(json.loads(await ws.recv()))
@@ -156,7 +157,7 @@ async def test_feed_resumes_from_cursor_and_filters(h: Harness) -> None:
 
     after_first = everything[0]["cursor"]
     resumed: list[dict[str, Any]] = []
-    async with asyncio.timeout(10), websockets.connect(base + f"&since={after_first}") as ws:
+    async with asyncio.timeout(10), websockets.connect(await url(f"&since={after_first}")) as ws:
         while len(resumed) < 3:
             resumed.append(json.loads(await ws.recv()))
     assert [e["cursor"] for e in resumed] == [e["cursor"] for e in everything[1:]]

@@ -53,7 +53,7 @@ class Resuming:
                     async with asyncio.timeout(self.rng.uniform(0.3, 0.7)):
                         await self.connection()
                 self.connections += 1
-            except (OSError, websockets.WebSocketException, httpx.TransportError):
+            except (OSError, websockets.WebSocketException, httpx.HTTPError):
                 await asyncio.sleep(0.2)  # the API is away
 
     async def connection(self) -> None:
@@ -66,7 +66,14 @@ class FeedClient(Resuming):
         self.base, self.token = base, token
 
     async def connection(self) -> None:
-        url = f"{self.base.replace('http', 'ws')}/v1/feed?token={self.token}&since={self.cursor}"
+        # as a browser does: a new single-use ticket for every connection
+        async with httpx.AsyncClient(timeout=5) as client:
+            r = await client.post(
+                f"{self.base}/v1/tickets", headers={"Authorization": f"Bearer {self.token}"}
+            )
+        r.raise_for_status()
+        ticket = r.json()["ticket"]
+        url = f"{self.base.replace('http', 'ws')}/v1/feed?ticket={ticket}&since={self.cursor}"
         async with websockets.connect(url) as ws:
             async for raw in ws:
                 event = json.loads(raw)

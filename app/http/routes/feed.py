@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from app import reads
 from app.auth.tokens import Role
 from app.cases.events import EventEnvelope
-from app.http.deps import principal_from_token
+from app.http.deps import stream_caller
 from app.platform.errors import AppError
 from app.platform.feed import FeedFilter, SubscriberTooSlow
 from app.runtime import Runtime
@@ -76,7 +76,7 @@ def _split(value: str | None) -> frozenset[str] | None:
 @router.websocket("/v1/feed")
 async def feed(
     websocket: WebSocket,
-    token: Annotated[str | None, Query()] = None,
+    ticket: Annotated[str | None, Query(max_length=1000)] = None,
     grid: Annotated[str | None, Query(max_length=2000)] = None,
     street: Annotated[str | None, Query(max_length=20)] = None,
     category: Annotated[str | None, Query(max_length=1000)] = None,
@@ -86,14 +86,16 @@ async def feed(
     sla}`; `sla` is the case's clocks as `GET /v1/cases/{id}` shows them, read when the event
     is sent (goal, elapsed, remaining, paused, breached, due_at per clock).
 
-    Operators and admins only (`token` query parameter). Filters: `grid` (comma-separated unit
-    grid codes), `street` (street code), `category` (comma-separated). `since=<cursor>` replays
-    stored events after that cursor first, then continues live; reconnect with the last cursor
-    received to miss nothing. A refused token closes the socket with code 1008.
+    Operators and admins only: a single-use `ticket` (`POST /v1/tickets`) in the query, or a
+    bearer token in the handshake's Authorization header (never a token in the URL). Filters:
+    `grid` (comma-separated unit grid codes), `street` (street code), `category`
+    (comma-separated). `since=<cursor>` replays stored events after that cursor first, then
+    continues live; reconnect (with a new ticket) from the last cursor received to miss
+    nothing. A refused credential closes the socket with code 1008.
     """
     runtime: Runtime = websocket.app.state.runtime
     try:
-        who = await principal_from_token(runtime, token)
+        who = await stream_caller(runtime, websocket.headers.get("authorization"), ticket)
     except AppError as exc:
         await websocket.close(code=POLICY_VIOLATION, reason=exc.detail[:120])
         return

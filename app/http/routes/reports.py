@@ -24,7 +24,7 @@ from app.http.deps import (
     bearer_token,
     check_caller,
     limit,
-    principal_from_token,
+    stream_caller,
 )
 from app.http.docs import body_docs, errors
 from app.http.idempotency import fingerprint
@@ -140,10 +140,12 @@ def _sse(env: EventEnvelope, for_resident: bool) -> str:
 @router.get(
     "/{report_id}/events",
     summary="Server-sent events of the report's case; resumes after `Last-Event-ID`",
-    description="Bearer token in the Authorization header, or `token` in the query for "
-    "clients that cannot set headers. Each event: `id` is the cursor, `event` the type, "
-    "`data` JSON `{cursor, type, case_id, occurred_at, data}`. A comment line every 15 s "
-    "keeps the connection alive.",
+    description="Bearer token in the Authorization header, or for clients that cannot set "
+    "headers (EventSource) a single-use `ticket` in the query (`POST /v1/tickets`; never the "
+    "token itself): EventSource's own reconnection then fails, so on error ask for a new "
+    "ticket and reopen with `?ticket=…&after=<the last id received>`. Each event: `id` is "
+    "the cursor, `event` the type, `data` JSON `{cursor, type, case_id, occurred_at, data}`. "
+    "A comment line every 15 s keeps the connection alive.",
     responses={**errors(401, 403, 404), 200: {"content": {"text/event-stream": {}}}},
     response_class=StreamingResponse,
     openapi_extra={"security": [{"HTTPBearer": []}]},
@@ -153,12 +155,12 @@ async def report_events(
     runtime: RuntimeDep,
     request: Request,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    token: Annotated[str | None, Query(description="Bearer token, for EventSource")] = None,
+    ticket: Annotated[
+        str | None, Query(max_length=1000, description="A stream ticket, for EventSource")
+    ] = None,
     after: Annotated[int | None, Query(ge=0, description="Resume after this cursor")] = None,
 ) -> StreamingResponse:
-    header = request.headers.get("authorization", "")
-    raw = header[7:] if header.lower().startswith("bearer ") else token
-    who = await principal_from_token(runtime, raw)
+    who = await stream_caller(runtime, request.headers.get("authorization"), ticket)
     if who.role not in (Role.RESIDENT, Role.OPERATOR, Role.ADMIN):
         raise Forbidden("residents (their own reports) and operators only")
     async with runtime.db.reader() as session:
