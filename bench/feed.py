@@ -132,6 +132,17 @@ class Followers:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+async def follow(bearer: str, report_ids: list[str]) -> int:
+    """The followers' process: open every stream, say so, hold them until stdin closes."""
+    followers = Followers(bearer, report_ids)
+    await followers.start()
+    print(json.dumps({"open": followers.open, "failed": followers.failed}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await followers.stop()
+    print(json.dumps({"received": followers.received}), flush=True)
+    return 0
+
+
 def created_at(db: Path, ids: list[str]) -> dict[str, float]:
     with contextlib.closing(sqlite3.connect(db)) as conn:
         out: dict[str, float] = {}
@@ -190,7 +201,11 @@ async def main() -> int:
     parser.add_argument("--followers", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--follow", help=argparse.SUPPRESS)  # the followers' own process
+    parser.add_argument("--bearer", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.follow:
+        return await follow(args.bearer, json.loads(Path(args.follow).read_text()))
     secret = secrets.token_urlsafe(48)
     result: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -239,17 +254,33 @@ async def main() -> int:
             runs: dict[str, dict[str, float]] = {}
             runs["none"] = await measure(op, measured, db, args.rate, args.seconds, seed=2)
             print("no followers:", runs["none"], flush=True)
-            followers = Followers(follower, own)
-            await followers.start()
-            result["followers_open"] = followers.open
-            result["followers_failed"] = followers.failed
+            # the followers are other people's phones: a process of their own, so that
+            # reading their streams does not slow the operator's client measuring here
+            ids_file = data / "followers.json"
+            ids_file.write_text(json.dumps(own))
+            child = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--follow",
+                str(ids_file),
+                "--bearer",
+                follower,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            assert child.stdout is not None and child.stdin is not None
+            opened = json.loads(await asyncio.wait_for(child.stdout.readline(), timeout=600))
+            result["followers_open"] = opened["open"]
+            result["followers_failed"] = opened["failed"]
             result["followers_setup_s"] = time.monotonic() - started
-            print(f"{followers.open} followers open ({followers.failed} failed)", flush=True)
+            print(f"{opened['open']} followers open ({opened['failed']} failed)", flush=True)
             await asyncio.sleep(10)  # their replays sent
             runs["followers"] = await measure(op, measured, db, args.rate, args.seconds, seed=4)
             print("with followers:", runs["followers"], flush=True)
-            result["followers_bytes"] = followers.received
-            await followers.stop()
+            child.stdin.close()  # the followers hang up
+            closed = json.loads(await asyncio.wait_for(child.stdout.readline(), timeout=60))
+            result["followers_bytes"] = closed["received"]
+            await child.wait()
             await asyncio.sleep(15)
             runs["none_again"] = await measure(op, measured, db, args.rate, args.seconds, seed=5)
             print("no followers again:", runs["none_again"], flush=True)
