@@ -25,11 +25,18 @@ def redact(text: str) -> str:
 
 
 class RedactCredentials(logging.Filter):
+    """Blanks credentials in a record's message and in each of its string arguments, keeping
+    the arguments' shape: formatters such as uvicorn's access formatter read them one by one."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {
+                k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()
+            }
         return True
 
 

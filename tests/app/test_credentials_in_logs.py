@@ -14,6 +14,7 @@ from pathlib import Path
 import jwt
 import pytest
 import websockets
+from uvicorn.logging import AccessFormatter
 from websockets.exceptions import InvalidStatus
 
 from app.auth.tickets import issue_ticket, read_ticket
@@ -26,12 +27,23 @@ from tests.harness import CITY_POINT, Harness, copy_data, make_settings
 
 
 class Collect(logging.Handler):
+    """Each line as the server prints it: access lines through uvicorn's own access formatter
+    (which reads the record's arguments one by one), the others as their message."""
+
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
+        self.errors: list[str] = []  # lines the server could not have printed
+        self.access = AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s')
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
+        try:
+            if record.name == "uvicorn.access":
+                self.lines.append(self.access.format(record))
+            else:
+                self.lines.append(record.getMessage())
+        except Exception as exc:
+            self.errors.append(f"{record.name}: {exc!r}")
 
 
 @contextlib.contextmanager
@@ -114,6 +126,7 @@ async def test_no_token_ticket_or_device_secret_in_the_logs(loud: Harness) -> No
         )
         assert renewed.status_code == 200
         secrets_seen.append(renewed.json()["access_token"])
+    assert not logs.errors, logs.errors
     printed = "\n".join(logs.lines)
     assert "/v1/feed" in printed and "/events" in printed and "/v1/tasks" in printed
     assert REDACTED in printed  # the URLs that carried a credential were logged, blanked

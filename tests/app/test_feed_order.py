@@ -10,7 +10,7 @@ import asyncio
 import random
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.cases.events import EventType, append_case_event
 from app.intake.service import Location, NewReport, submit_report
@@ -149,3 +149,39 @@ async def test_resuming_clients_miss_nothing_while_writers_commit_out_of_order(
         for name, cursors in received.items():
             assert set(cursors) == expected[name], name
             assert len(cursors) == len(set(cursors)), f"{name}: an event sent twice"
+
+
+async def test_an_event_this_version_cannot_read_is_skipped_not_a_stall(
+    tmp_path: Path, template_data: Path
+) -> None:
+    """A type written by a newer dispatcher during a rolling upgrade: logged and passed over."""
+    async with world(tmp_path, template_data, "future", batched=True) as w:
+        case_id = (await open_cases(w, 1))[0]
+        hub = FeedHub(w.runtime.db, poll_s=0.1)
+        await hub.start()
+        try:
+            for _ in range(2):
+                async with w.runtime.db.transaction() as uow:
+                    case = await uow.session.get(Case, case_id)
+                    assert case is not None
+                    append_case_event(
+                        uow, case, EventType.SLA_WARNING, actor="system", now=w.clock.now()
+                    )
+            async with w.runtime.db.transaction() as uow:  # as a newer version writes one
+                future = await uow.session.scalar(
+                    select(func.max(CaseEvent.id)).where(CaseEvent.case_id == case_id)
+                )
+                await uow.session.execute(
+                    update(CaseEvent)
+                    .where(CaseEvent.id == int(future or 0) - 1)
+                    .values(type="SomethingNewer")
+                )
+            got: list[str] = []
+            async with asyncio.timeout(10):
+                async for page in hub.stream(FeedFilter(case_id=case_id), 0, heartbeat_s=0.1):
+                    got += [e.type.value for e in page]
+                    if got.count("SlaWarning") == 1 and hub.position == future:
+                        break
+            assert "SomethingNewer" not in got and got[-1] == "SlaWarning"
+        finally:
+            await hub.stop()

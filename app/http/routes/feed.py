@@ -33,10 +33,14 @@ class SlaSnapshots:
         self._by_cursor: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
 
     async def of(self, runtime: Runtime, page: list[EventEnvelope]) -> list[list[dict[str, Any]]]:
-        missing = {
-            env.case_id
+        # what is cached now: another screen's page may evict it while this one reads
+        cached = {
+            env.cursor: self._by_cursor[env.cursor]
             for env in page
-            if env.case_id is not None and env.cursor not in self._by_cursor
+            if env.cursor is not None and env.cursor in self._by_cursor
+        }
+        missing = {
+            env.case_id for env in page if env.case_id is not None and env.cursor not in cached
         }
         states: dict[str, list[dict[str, Any]]] = {}
         if missing:
@@ -48,8 +52,8 @@ class SlaSnapshots:
             if env.case_id is None:
                 out.append([])
                 continue
-            if env.cursor is not None and env.cursor in self._by_cursor:
-                out.append(self._by_cursor[env.cursor])
+            if env.cursor is not None and env.cursor in cached:
+                out.append(cached[env.cursor])
                 continue
             value = states[env.case_id]
             if env.cursor is not None:

@@ -61,6 +61,8 @@ async def refresh(request: Request, runtime: RuntimeDep) -> TokenRead:
     now = datetime.now(UTC)  # token times are checked against the wall clock, as here
     if now.timestamp() - since > auth.session_max_s:
         raise Unauthorized("the session is too old to renew: sign in again")
+    # never past the session's end
+    ttl = int(min(auth.token_ttl_s, since + auth.session_max_s - now.timestamp()))
     renewed = issue_token(
         runtime.tokens.secret,
         role=who.role,
@@ -68,7 +70,7 @@ async def refresh(request: Request, runtime: RuntimeDep) -> TokenRead:
         issuer=auth.issuer,
         audience=auth.audience,
         now=now,
-        ttl_s=auth.token_ttl_s,
+        ttl_s=ttl,
         auth_time=since,
     )
-    return TokenRead(access_token=renewed, expires_in=auth.token_ttl_s)
+    return TokenRead(access_token=renewed, expires_in=ttl)
