@@ -31,6 +31,7 @@ import websockets
 from app.auth.tokens import Role, issue_token
 from app.devices.keys import sign
 from app.platform.settings import Settings
+from geo import Progress, no_progress
 from geo.demo_city import EAST, NORTH, SOUTH, WEST, demo_grids, demo_workers
 
 DRILL = "sla_drill"
@@ -70,7 +71,9 @@ class Demo:
         cases: int,
         timeout_s: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        told: Progress = no_progress,
     ) -> None:
+        self.told = told  # "cases closed", as they close
         self.clock = clock  # the server's time, for sensors' signatures and observations
         self.settings = settings
         self.base_url = base_url.rstrip("/")
@@ -296,6 +299,8 @@ class Demo:
             elif kind == "CaseClosed":
                 extra = data.get("reason", "")
                 self.closed.add(case_id)
+                closed = len(self.closed & self.our_cases)
+                self.told("cases closed", closed, max(self.expected_cases, closed))
             elif kind == "FeedbackReceived":
                 extra = "satisfied" if data.get("satisfied") else "NOT satisfied"
             self.progress.set()
@@ -381,5 +386,12 @@ class Demo:
             self.say(f"feedback refused: {r.status_code} {r.text}")
 
 
-async def run_demo(settings: Settings, *, base_url: str, cases: int, timeout_s: float) -> int:
-    return await Demo(settings, base_url, cases, timeout_s).run()
+async def run_demo(
+    settings: Settings,
+    *,
+    base_url: str,
+    cases: int,
+    timeout_s: float,
+    progress: Progress = no_progress,
+) -> int:
+    return await Demo(settings, base_url, cases, timeout_s, told=progress).run()

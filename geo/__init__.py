@@ -6,7 +6,14 @@ Nothing here touches a database, HTTP or Kafka; callers hand in plain data and g
 from geo.crs import CRS, to_wgs84
 from geo.distance import haversine_m
 from geo.grids import Grid, GridIndex, GridLevel
-from geo.validate import GridImportError, ImportReport, Rules, check_collection
+from geo.validate import (
+    GridImportError,
+    ImportReport,
+    Progress,
+    Rules,
+    check_collection,
+    no_progress,
+)
 
 __all__ = [
     "CRS",
@@ -15,8 +22,10 @@ __all__ = [
     "GridIndex",
     "GridLevel",
     "ImportReport",
+    "Progress",
     "Rules",
     "check_collection",
     "haversine_m",
+    "no_progress",
     "to_wgs84",
 ]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -83,6 +83,14 @@ class Rules:
     unit_code_digits: frozenset[int] = frozenset({14})  # {14, 15} for cities with 3-digit grids
     min_area_m2: float = 1.0
     allow_gaps: bool = False
+
+
+Progress = Callable[[str, int, int], None]
+"""Told `(stage, done, total)` as long work moves; it may be called from a worker thread."""
+
+
+def no_progress(stage: str, done: int, total: int) -> None:
+    """A Progress that tells no one."""
 
 
 @dataclass
@@ -437,8 +445,13 @@ def _check_area(
             )
 
 
-def check_collection(collection: Any, rules: Rules | None = None) -> ImportReport:
-    """Parse and validate a FeatureCollection; the report lists every problem found."""
+def check_collection(
+    collection: Any, rules: Rules | None = None, progress: Progress = no_progress
+) -> ImportReport:
+    """Parse and validate a FeatureCollection; the report lists every problem found.
+
+    `progress` hears "reading features" (per thousand features) and then "checking the set"
+    (the code hierarchy, each level's overlaps, the coverage)."""
     rules = rules or Rules()
     report = ImportReport(grids=[])
     if (
@@ -451,10 +464,14 @@ def check_collection(collection: Any, rules: Rules | None = None) -> ImportRepor
         )
         return report
     read: list[tuple[Grid, int]] = []
-    for i, feature in enumerate(collection["features"]):
+    features = collection["features"]
+    for i, feature in enumerate(features):
+        if i % 1000 == 0:
+            progress("reading features", i, len(features))
         grid, pos = _read_feature(i, feature, rules, report.problems)
         if grid is not None:
             read.append((grid, pos))
+    progress("reading features", len(features), len(features))
     seen: dict[str, int] = {}
     grids: list[Grid] = []
     for grid, pos in read:
@@ -475,13 +492,18 @@ def check_collection(collection: Any, rules: Rules | None = None) -> ImportRepor
         if not report.problems:
             report.problems.append(Problem(ProblemKind.NO_UNIT_GRIDS, "the set has no unit grids"))
         return report
+    steps = 2 + len(GridLevel)
+    progress("checking the set", 0, steps)
     _check_codes(report.grids, seen, report.problems)
     clean = True
-    for level in GridLevel:
+    for step, level in enumerate(GridLevel, start=1):
+        progress("checking the set", step, steps)
         same = [g for g in report.grids if g.level is level]
         if len(same) > 1:
             clean = _check_overlaps(same, seen, rules, report.problems) and clean
+    progress("checking the set", steps - 1, steps)
     _check_area(report.grids, seen, clean, rules, report)
+    progress("checking the set", steps, steps)
     return report
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from app.cli import build_parser
+from app.cli.root import command_for
 from app.platform.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -49,12 +49,11 @@ def test_compose_parses_and_uses_real_settings_and_commands() -> None:
     doc = compose()
     services = doc["services"]
     assert {"postgres", "kafka", "migrate", "kafka-init", "api", "dispatcher"} <= set(services)
-    parser = build_parser()
     for name in ("migrate", "kafka-init", "api", "dispatcher"):
         service = services[name]
         for var in service["environment"]:
             assert setting_exists(var), f"{name}: {var} is not a setting"
-        parser.parse_args(service["command"])  # exits on an unknown command
+        command_for(service["command"])  # exits on an unknown command
     assert services["api"]["depends_on"]["migrate"]["condition"] == (
         "service_completed_successfully"
     )
@@ -68,7 +67,6 @@ def test_k8s_manifests_parse_and_use_real_settings_and_commands() -> None:
         "gridflow-dispatcher",
     ) in kinds
     assert ("Job", "gridflow-migrate") in kinds and ("Job", "gridflow-kafka-init") in kinds
-    parser = build_parser()
     for d in docs:
         if d["kind"] in ("ConfigMap", "Secret"):
             values = d.get("data") or d.get("stringData") or {}
@@ -76,7 +74,7 @@ def test_k8s_manifests_parse_and_use_real_settings_and_commands() -> None:
                 assert setting_exists(var), f"{d['metadata']['name']}: {var}"
         if d["kind"] in ("Deployment", "Job"):
             for container in d["spec"]["template"]["spec"]["containers"]:
-                parser.parse_args(container["args"])
+                command_for(container["args"])
     api = next(d for d in docs if d["metadata"]["name"] == "gridflow-api")
     probe = api["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]
     assert probe["path"] == "/readyz"
@@ -86,4 +84,4 @@ def test_k8s_manifests_parse_and_use_real_settings_and_commands() -> None:
 def test_dockerfile_commands_exist(command: list[str]) -> None:
     text = (DEPLOY / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["gridflow"]' in text
-    build_parser().parse_args(command)
+    command_for(command)

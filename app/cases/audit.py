@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Case, CaseEvent
+from geo import Progress, no_progress
 
 if TYPE_CHECKING:
     from app.cases.events import NewEvent
@@ -135,10 +136,16 @@ async def _cases(session: AsyncSession, batch: int = 500) -> AsyncIterator[Case]
         after = rows[-1].id
 
 
-async def verify(session: AsyncSession, key: bytes) -> AuditResult:
-    """Check every case's chain; the result names every event at fault."""
+async def verify(
+    session: AsyncSession, key: bytes, progress: Progress = no_progress
+) -> AuditResult:
+    """Check every case's chain; the result names every event at fault. `progress` hears
+    "checking cases" every hundred cases."""
     result = AuditResult()
+    total = await session.scalar(select(func.count()).select_from(Case)) or 0
     async for case in _cases(session):
+        if result.cases % 100 == 0:
+            progress("checking cases", result.cases, total)
         events = list(
             await session.scalars(
                 select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.seq)
@@ -147,6 +154,7 @@ async def verify(session: AsyncSession, key: bytes) -> AuditResult:
         result.cases += 1
         result.events += len(events)
         result.problems += check_case(key, case, events)
+    progress("checking cases", result.cases, max(total, result.cases))
     return result
 
 

@@ -23,7 +23,16 @@ from app.models import GridRow, GridSet
 from app.platform.db import Database
 from app.platform.errors import AppError
 from app.platform.settings import GeoSettings
-from geo import Grid, GridIndex, GridLevel, ImportReport, Rules, check_collection
+from geo import (
+    Grid,
+    GridIndex,
+    GridLevel,
+    ImportReport,
+    Progress,
+    Rules,
+    check_collection,
+    no_progress,
+)
 from geo.validate import geometry_from_geojson
 
 log = logging.getLogger(__name__)
@@ -91,7 +100,12 @@ async def active_version(session: AsyncSession) -> int | None:
 
 
 async def store_grid_set(
-    session: AsyncSession, grids: list[Grid], *, source: str, now: datetime
+    session: AsyncSession,
+    grids: list[Grid],
+    *,
+    source: str,
+    now: datetime,
+    progress: Progress = no_progress,
 ) -> int:
     """Store `grids` as a new version and make it the active one. Returns the version."""
     version = (await session.scalar(select(func.max(GridSet.version))) or 0) + 1
@@ -111,7 +125,9 @@ async def store_grid_set(
         for g in grids
     ]
     for start in range(0, len(rows), 5000):
+        progress("storing grids", start, len(rows))
         await session.execute(insert(GridRow), rows[start : start + 5000])
+    progress("storing grids", len(rows), len(rows))
     if await has_postgis_geometry(session):
         await session.execute(
             text(
@@ -143,27 +159,39 @@ async def import_grid_set(
     *,
     source: str,
     now: datetime,
+    progress: Progress = no_progress,
 ) -> Imported:
     """Validate a whole FeatureCollection, then store it as the new active version.
 
     Nothing is written unless the set is valid (InvalidGridSet lists every problem). With
     `live`, this process's index is swapped as soon as the version is committed.
     """
-    report = await asyncio.to_thread(check_collection, collection, rules)
+    report = await check_grid_set(collection, rules, progress)
+    async with db.transaction() as uow:
+        session = uow.session
+        version = await store_grid_set(
+            session, report.grids, source=source, now=now, progress=progress
+        )
+    if live is not None:
+        index = await asyncio.to_thread(GridIndex, report.grids, version, snap_m=live.snap_m)
+        if live.index is None or live.index.version < version:
+            live.index = index
+    return Imported(version, report)
+
+
+async def check_grid_set(
+    collection: Any, rules: Rules, progress: Progress = no_progress
+) -> ImportReport:
+    """The validation report of a FeatureCollection (CPU work, off the event loop); raises
+    InvalidGridSet listing every problem when the set cannot be stored."""
+    report = await asyncio.to_thread(check_collection, collection, rules, progress)
     if not report.ok:
         raise InvalidGridSet(
             f"the grid set has {len(report.problems)} problem(s); nothing was changed",
             problems=[p.to_dict() for p in report.problems],
             warnings=[p.to_dict() for p in report.warnings],
         )
-    async with db.transaction() as uow:
-        session = uow.session
-        version = await store_grid_set(session, report.grids, source=source, now=now)
-    if live is not None:
-        index = await asyncio.to_thread(GridIndex, report.grids, version, snap_m=live.snap_m)
-        if live.index is None or live.index.version < version:
-            live.index = index
-    return Imported(version, report)
+    return report
 
 
 async def has_postgis_geometry(session: AsyncSession) -> bool:

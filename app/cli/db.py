@@ -1,0 +1,24 @@
+"""`gridflow db`: the database schema."""
+
+from __future__ import annotations
+
+import typer
+
+from app.cli.common import arun, database, redact_url, settings
+
+app = typer.Typer(help="The database.", no_args_is_help=True)
+
+
+@app.command("upgrade")
+def upgrade() -> None:
+    """Apply the migrations that have not run yet (safe to run again).
+
+    Example: GRIDFLOW_DB__URL=postgresql+asyncpg://gridflow@db/gridflow gridflow db upgrade
+    """
+    s = settings()
+
+    async def run() -> None:
+        async with database(s):  # entering it migrates to head
+            print(f"gridflow: database at head ({redact_url(s.database_url)})")
+
+    arun(run())

@@ -1,0 +1,94 @@
+"""The command tree and how a command's outcome becomes an exit code."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import typer
+
+from app.cli import audit, db, demo, devices, doctor, grids, kafka, policies, serve, tokens
+from app.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, CliError
+from app.platform.errors import AppError
+
+HELP = """gridflow: reports, grid cells, cases, dispatch, SLA clocks and live progress.
+
+Exit codes: 0 done, 1 a failure (a check failed, a service is unreachable), 2 bad input."""
+
+
+def build() -> typer.Typer:
+    root = typer.Typer(
+        name="gridflow",
+        help=HELP,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    serve.register(root)
+    doctor.register(root)
+    demo.register(root)
+    root.add_typer(tokens.app, name="token")
+    root.add_typer(devices.app, name="device")
+    root.add_typer(db.app, name="db")
+    root.add_typer(grids.app, name="grids")
+    root.add_typer(policies.app, name="policies")
+    root.add_typer(audit.app, name="audit")
+    root.add_typer(kafka.app, name="kafka")
+    return root
+
+
+def command_for(argv: Sequence[str]) -> Any:
+    """The command `argv` names, its options parsed and converted but nothing run; raises
+    (a usage error, exit code 2) if the line is wrong. Deploy manifests are checked with it."""
+    command: Any = typer.main.get_command(build())
+    args = list(argv)
+    path = ["gridflow"]
+    while getattr(command, "commands", None) is not None:
+        if not args or args[0] not in command.commands:
+            raise CliError(f"{' '.join(path)}: no command {args[0] if args else ''!r}")
+        path.append(args[0])
+        command = command.commands[args.pop(0)]
+    command.make_context(" ".join(path), args)
+    return command
+
+
+def _problem_lines(extra: dict[str, Any]) -> list[str]:
+    return [
+        f"{p.get('kind') or p.get('at')}: {p.get('message')}"
+        for p in extra.get("problems", [])
+        if isinstance(p, dict)
+    ]
+
+
+def _fail(message: str, details: Sequence[str] = ()) -> None:
+    print(f"gridflow: {message}", file=sys.stderr)
+    for line in details:
+        print(f"  - {line}", file=sys.stderr)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("alembic", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        # Standalone: usage errors are shown with the command's help hint and end as
+        # SystemExit(2), --help as SystemExit(0); anything else raised reaches the handlers.
+        build()(args=args, prog_name="gridflow")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except CliError as exc:
+        _fail(exc.message, exc.details)
+        return exc.code
+    except AppError as exc:
+        _fail(exc.detail, _problem_lines(exc.extra))
+        return EXIT_BAD_INPUT if exc.status < 500 else EXIT_FAILURE
+    except ValueError as exc:  # settings refused (a missing or short secret, a bad value)
+        _fail(str(exc))
+        return EXIT_BAD_INPUT
+    except (ConnectionError, OSError, TimeoutError) as exc:
+        _fail(f"failed: {type(exc).__name__}: {exc}")
+        return EXIT_FAILURE
+    return 0
