@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from app.cases.events import EventEnvelope, EventType, ReportReceivedData, enqueue
 from app.devices.keys import prune_signatures
 from app.models import ProcessedEvent
-from app.platform import topics
+from app.platform import logs, topics
 from app.platform.bus import Bus, Consumer, EmbeddedBus, Message, start_consumer
 from app.platform.db import Database
 from app.platform.outbox import prune_idempotency_keys, prune_outbox
@@ -188,6 +188,11 @@ class Engine:
 
     async def _handle(self, message: Message) -> None:
         """Apply one message; after `max_attempts` failures, dead-letter it and move on."""
+        event_id = message.value.get("event_id")
+        with logs.bind(partition=message.partition, offset=message.offset, event_id=event_id):
+            await self._handle_one(message)
+
+    async def _handle_one(self, message: Message) -> None:
         error: Exception | None = None
         for attempt in range(1, self.max_attempts + 1):
             error = await self._until_db_answers(lambda: self.process(message))

@@ -28,6 +28,7 @@ from app.cases.states import (
     clock_running,
 )
 from app.models import Case, SlaTimer, Task
+from app.platform import logs
 from app.platform.db import Database
 from app.platform.uow import UnitOfWork
 from app.policies.document import policy_for
@@ -47,6 +48,7 @@ async def sweep(db: Database, ctx: DispatchContext, *, limit: int = 500) -> int:
     while fired < limit:
         now = ctx.clock.now()
         timer_id: int | None = None
+        case_id: str | None = None
         try:
             async with db.transaction() as uow:
                 timer = await uow.session.scalar(
@@ -58,7 +60,7 @@ async def sweep(db: Database, ctx: DispatchContext, *, limit: int = 500) -> int:
                 )
                 if timer is None:
                     return fired
-                timer_id = timer.id
+                timer_id, case_id = timer.id, timer.case_id
                 timer.state = TimerState.FIRED
                 timer.fired_at = now
                 await fire(uow, ctx, timer)
@@ -66,7 +68,8 @@ async def sweep(db: Database, ctx: DispatchContext, *, limit: int = 500) -> int:
             if timer_id is None:
                 raise
             # A timer that cannot be handled must not stall the clock for every other case.
-            log.exception("SLA timer %s failed; marking it failed", timer_id)
+            with logs.bind(case_id=case_id):
+                log.exception("SLA timer %s failed; marking it failed", timer_id)
             async with db.transaction() as uow:
                 await uow.session.execute(
                     update(SlaTimer).where(SlaTimer.id == timer_id).values(state=TimerState.FAILED)

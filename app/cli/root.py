@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -11,7 +10,9 @@ import typer
 
 from app.cli import audit, db, demo, devices, doctor, grids, kafka, policies, serve, tokens
 from app.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, CliError
+from app.platform import logs
 from app.platform.errors import AppError
+from app.platform.settings import Settings
 
 HELP = """gridflow: reports, grid cells, cases, dispatch, SLA clocks and live progress.
 
@@ -68,10 +69,19 @@ def _fail(message: str, details: Sequence[str] = ()) -> None:
         print(f"  - {line}", file=sys.stderr)
 
 
+def _configure_logging() -> None:
+    """gridflow's logging (app/platform/logs.py) as the settings say; a setting that does not
+    parse is reported by the command itself, so defaults meanwhile."""
+    try:
+        s = Settings()
+    except ValueError:
+        logs.configure()
+        return
+    logs.configure(fmt=s.log.format, level=s.log.level, development=s.env == "development")
+
+
 def run(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for noisy in ("alembic", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _configure_logging()
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         # Standalone: usage errors are shown with the command's help hint and end as

@@ -47,7 +47,7 @@ def serve(
         create_app(s),
         host=host,
         port=port,
-        log_level="info",
+        log_config=None,  # gridflow's logging, set up by the command (app/platform/logs.py)
         timeout_graceful_shutdown=5,
     )
 
@@ -81,7 +81,7 @@ def api(
         host=host,
         port=port,
         workers=workers,
-        log_level="info",
+        log_config=None,  # each worker sets up gridflow's logging in create_app
         access_log=access_log,
         timeout_graceful_shutdown=10,
         proxy_headers=True,

@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.http import errors
 from app.http.deps import bearer, device_key_id
 from app.http.ratelimit import AddressLimit, TokenBuckets
+from app.http.request_id import RequestId
 from app.http.routes import (
     admin,
     alerts,
@@ -28,7 +29,7 @@ from app.http.routes import (
 )
 from app.http.schemas import AlertCreate, FeedbackCreate, GridCollection, ReportCreate, ResolveBody
 from app.http.security import SecurityHeaders
-from app.platform import redact
+from app.platform import logs, redact
 from app.platform.clock import Clock, SystemClock
 from app.platform.settings import Settings
 from app.runtime import Runtime
@@ -75,6 +76,12 @@ _EXTRA_SCHEMAS = (ReportCreate, AlertCreate, FeedbackCreate, ResolveBody, GridCo
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or Settings()
+    if not logs.configured():  # a worker of `gridflow api --workers N` is a process of its own
+        logs.configure(
+            fmt=settings.log.format,
+            level=settings.log.level,
+            development=settings.env == "development",
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -107,6 +114,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             trust_forwarded=settings.limits.trust_forwarded_for,
         )
     app.add_middleware(SecurityHeaders, hsts=settings.http.hsts)
+    app.add_middleware(RequestId)  # outermost: every line of a request carries its id
     for router in ROUTERS:
         app.include_router(router)
 

@@ -24,6 +24,7 @@ from app.auth.tokens import Principal, Role
 from app.devices.keys import UNKNOWN_KEY, check_signature, remember_signature
 from app.http.bodies import MAX_JSON_BYTES, read_limited
 from app.models import Worker
+from app.platform import logs
 from app.platform.errors import Forbidden, RateLimited, Unauthorized
 from app.platform.uow import UnitOfWork
 from app.runtime import Runtime
@@ -61,12 +62,14 @@ async def principal_from_token(runtime: Runtime, token: str | None) -> Principal
     if not token:
         raise Unauthorized("a bearer token is required")
     tokens = runtime.tokens
-    known = tokens.remembered(token)
-    if known is not None:
-        return known
-    if tokens.may_fetch(token):
-        return await asyncio.to_thread(tokens.verify, token)
-    return tokens.verify(token)
+    principal = tokens.remembered(token)
+    if principal is None:
+        if tokens.may_fetch(token):
+            principal = await asyncio.to_thread(tokens.verify, token)
+        else:
+            principal = tokens.verify(token)
+    logs.bind_here(role=principal.role.value)  # the role only: never the token or subject
+    return principal
 
 
 async def get_principal(
@@ -135,6 +138,7 @@ async def stream_caller(
         await remember_signature(runtime.db, read.nonce, TICKET_KEY, now)
     except Unauthorized as exc:
         raise Unauthorized("ticket already used: ask for a new one") from exc
+    logs.bind_here(role=read.principal.role.value)
     return read.principal
 
 

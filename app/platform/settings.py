@@ -214,6 +214,15 @@ class Bucket(BaseModel):
     burst: int = Field(gt=0, description="the most tokens a bucket holds")
 
 
+class LogSettings(BaseModel):
+    format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="json: one JSON object a line; text: lines for people; auto: text on a "
+        "terminal in development, JSON otherwise",
+    )
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
 class LimitSettings(BaseModel):
     enabled: bool = True
     per_address: Bucket = Field(
@@ -280,6 +289,7 @@ class Settings(BaseSettings):
     geo: GeoSettings = GeoSettings()
     http: HttpSettings = HttpSettings()
     limits: LimitSettings = LimitSettings()
+    log: LogSettings = LogSettings()
 
     @property
     def database_url(self) -> str:
