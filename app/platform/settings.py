@@ -82,7 +82,8 @@ class CalendarSettings(BaseModel):
         default="cn",
         description="the national calendar of public holidays and make-up working days: cn = "
         "mainland China's, from the State Council's yearly notices (the chinese-calendar "
-        "library); none = only the holidays and workdays listed here",
+        "library; a year it does not know yet is reported by `gridflow doctor` and logged at "
+        "start); none = only the holidays and workdays listed here",
     )
     timezone: str = Field(default="Asia/Shanghai", description="the city's time zone")
     periods: list[str] = Field(

@@ -1,9 +1,11 @@
 """The national calendar by default: the State Council's holidays and make-up working days,
-merged with the city's own."""
+merged with the city's own, and a year the library does not know reported, never silent."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,10 +16,12 @@ from app.gridsets.store import LiveGrids
 from app.models import SlaPolicy
 from app.platform.clock import ManualClock
 from app.platform.settings import CalendarSettings, SlaSettings
+from app.runtime import Runtime
 from dispatch import timers
 from dispatch.calendar import WorkingHours
 from dispatch.context import DispatchContext, working_hours
-from dispatch.holidays import china
+from dispatch.holidays import CoverageLevel, calendar_coverage, china
+from tests.harness import copy_data, make_settings
 
 SH = ZoneInfo("Asia/Shanghai")
 HOUR = 3600
@@ -151,3 +155,68 @@ def test_a_case_opened_before_the_festival_is_due_after_it() -> None:
         "on_site": datetime(2026, 2, 14, 11, 0, tzinfo=SH),  # the make-up Saturday
         "close": datetime(2026, 2, 24, 16, 0, tzinfo=SH),
     }
+
+
+@pytest.mark.parametrize(
+    ("today", "level", "this_known", "next_known"),
+    [
+        (date(UNKNOWN, 1, 4), CoverageLevel.FAILURE, False, False),
+        (date(UNKNOWN, 12, 31), CoverageLevel.FAILURE, False, False),
+        (date(UNKNOWN - 1, 12, 1), CoverageLevel.WARNING, True, False),
+        (date(UNKNOWN - 1, 11, 30), CoverageLevel.OK, True, False),
+        (date(UNKNOWN - 2, 12, 31), CoverageLevel.OK, True, True),
+    ],
+)
+def test_coverage_of_this_year_and_the_next(
+    today: date, level: CoverageLevel, this_known: bool, next_known: bool
+) -> None:
+    status = calendar_coverage(CalendarSettings(), today)
+    assert (status.level, status.this_year_known, status.next_year_known) == (
+        level,
+        this_known,
+        next_known,
+    )
+    assert status.national == "cn" and status.this_year == today.year
+    assert status.years == china().years
+    known = f"{min(china().years)}–{UNKNOWN - 1}"
+    assert known in status.message
+    if level is not CoverageLevel.OK:
+        assert f"not {UNKNOWN}" in status.message
+        assert "chinese-calendar" in status.message
+
+
+def test_no_national_calendar_is_reported_as_chosen() -> None:
+    status = calendar_coverage(CalendarSettings(national="none"), date(UNKNOWN, 3, 1))
+    assert status.level is CoverageLevel.OK
+    assert status.years == frozenset()
+    assert not status.this_year_known
+    assert "national = none" in status.message
+
+
+@pytest.mark.parametrize(
+    ("now", "warned"),
+    [
+        (datetime(UNKNOWN, 3, 1, 2, 0, tzinfo=UTC), f"not {UNKNOWN}: this year"),
+        # 30 November in UTC, already 1 December in Shanghai: the city's date counts.
+        (datetime(UNKNOWN - 1, 11, 30, 16, 30, tzinfo=UTC), f"not {UNKNOWN}: from 1 January"),
+        (datetime(UNKNOWN - 1, 11, 30, 15, 30, tzinfo=UTC), None),
+    ],
+)
+async def test_the_runtime_logs_a_missing_year_once_at_start(
+    tmp_path: Path,
+    template_data: Path,
+    caplog: pytest.LogCaptureFixture,
+    now: datetime,
+    warned: str | None,
+) -> None:
+    data = tmp_path / "data"
+    copy_data(template_data, data)
+    runtime = Runtime(make_settings(data, run_engine=False), ManualClock(now))
+    with caplog.at_level(logging.WARNING, logger="dispatch.holidays"):
+        await runtime.start(serve_feed=False)
+        await runtime.stop()
+    messages = [r.getMessage() for r in caplog.records if r.name == "dispatch.holidays"]
+    if warned is None:
+        assert messages == []
+    else:
+        assert len(messages) == 1 and warned in messages[0]
