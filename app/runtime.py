@@ -26,6 +26,7 @@ from app.policies.categories import CategoryCache
 from app.seed import seed_categories, seed_demo_city
 from dispatch.context import DispatchContext
 from dispatch.engine import Engine
+from dispatch.holidays import log_calendar_coverage
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,9 @@ class Runtime:
     async def start(self, *, serve_feed: bool = True) -> None:
         """Start every part this process runs. The database must be reachable; Kafka need not
         be for the relay (it retries), but consumers need it to start."""
+        # Once per process: a year the national calendar does not know counts its holidays as
+        # working days, which nobody would notice from the clocks alone.
+        log_calendar_coverage(self.settings.sla.calendar, self.clock.now())
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         if self.settings.auto_migrate:
             await self.prepare_database()

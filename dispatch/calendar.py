@@ -4,7 +4,8 @@ Urgent classes (a blocked fire lane) run on `ALWAYS` — every second counts. Th
 `WorkingHours`: the day's working periods (e.g. 09:00–12:00 and 13:30–18:00) on working days,
 in the city's time zone (Asia/Shanghai by default). A working day is a weekday that is not a
 public holiday, or a weekend day declared a make-up working day (调休), as the State Council's
-yearly holiday notice sets them.
+yearly holiday notice sets them; `dispatch/holidays.py` gives those days, merged with the
+city's own.
 
 `add(start, seconds)` is the instant at which `seconds` of working time have passed since
 `start`; `elapsed(start, end)` the working seconds between two instants. Both are exact to the
@@ -60,6 +61,8 @@ class WorkingHours:
             raise ValueError("working periods must be in order and must not overlap")
 
     def is_workday(self, day: date) -> bool:
+        """Set lookups only (called for every day a clock walks): `workdays` win, then the
+        weekday rule less `holidays`."""
         if day in self.workdays:
             return True
         return day.weekday() in self.weekdays and day not in self.holidays

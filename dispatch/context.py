@@ -10,16 +10,20 @@ from app.models import SlaPolicy
 from app.platform.clock import Clock
 from app.platform.settings import SlaSettings
 from dispatch.calendar import ALWAYS, Calendar, WorkingHours, parse_period
+from dispatch.holidays import working_days
 
 
 def working_hours(sla: SlaSettings) -> WorkingHours:
+    """The settings' working-hours calendar: the national calendar's holidays and make-up days
+    (`sla.calendar.national`) with the settings' own on top (`dispatch.holidays`)."""
     c = sla.calendar
+    days = working_days(c)
     return WorkingHours(
         ZoneInfo(c.timezone),
         tuple(parse_period(p) for p in c.periods),
         weekdays=frozenset(c.weekdays),
-        holidays=frozenset(c.holidays),
-        workdays=frozenset(c.workdays),
+        holidays=days.holidays,
+        workdays=days.workdays,
     )
 
 

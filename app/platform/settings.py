@@ -78,14 +78,28 @@ class KafkaSettings(BaseModel):
 class CalendarSettings(BaseModel):
     """The working-hours calendar of policies that do not run 24/7."""
 
+    national: Literal["cn", "none"] = Field(
+        default="cn",
+        description="the national calendar of public holidays and make-up working days: cn = "
+        "mainland China's, from the State Council's yearly notices (the chinese-calendar "
+        "library; a year it does not know yet is reported by `gridflow doctor` and logged at "
+        "start); none = only the holidays and workdays listed here",
+    )
     timezone: str = Field(default="Asia/Shanghai", description="the city's time zone")
     periods: list[str] = Field(
         default=["09:00-12:00", "13:30-18:00"], description="working periods of a working day"
     )
     weekdays: list[int] = Field(default=[0, 1, 2, 3, 4], description="working weekdays, Monday = 0")
-    holidays: list[date] = Field(default=[], description="public holidays (days off)")
+    holidays: list[date] = Field(
+        default=[],
+        description="days off of the city's own, on top of the national calendar's; a day "
+        "listed here is off even where the national calendar makes it a make-up working day",
+    )
     workdays: list[date] = Field(
-        default=[], description="make-up working days (调休) that fall on a weekend"
+        default=[],
+        description="working days of the city's own (make-up days, 调休), on top of the "
+        "national calendar's; a day listed here is worked even where the national calendar "
+        "(or `holidays`) gives it off",
     )
 
 

@@ -15,7 +15,8 @@ from tests.conftest import Configured
 from tests.harness import CITY_POINT, Harness
 
 SH = ZoneInfo("Asia/Shanghai")
-# A national-day week off, and the weekend days worked in exchange (调休), as a city would set.
+# A holiday week and the weekend days worked in exchange (调休), given to the arithmetic
+# directly (not the 2026 notice's days: those are in test_national_calendar.py).
 HOLIDAYS = frozenset(date(2026, 10, d) for d in range(1, 8))
 MAKE_UP = frozenset({date(2026, 9, 27), date(2026, 10, 10)})  # a Sunday and a Saturday
 CAL = WorkingHours(
