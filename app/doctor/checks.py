@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models import GridRow, GridSet, Worker
 from app.platform.db import Database
 from app.platform.settings import Settings
+from dispatch.holidays import CoverageLevel, calendar_coverage, city_today
 from geo import GridLevel
 
 CLOCK_WARN_S = 2.0  # SLA clocks run on each process's clock; timestamps come from the database
@@ -301,5 +302,10 @@ async def examine(
     return found
 
 
-def _calendar(s: Settings, today: datetime) -> Finding:
-    return Finding("calendar", Status.SKIP, "not checked yet")
+_LEVEL = {CoverageLevel.OK: Status.OK, CoverageLevel.WARNING: Status.WARN}
+
+
+def _calendar(s: Settings, now: datetime) -> Finding:
+    calendar = s.sla.calendar
+    coverage = calendar_coverage(calendar, city_today(calendar, now))
+    return Finding("calendar", _LEVEL.get(coverage.level, Status.FAIL), coverage.message)

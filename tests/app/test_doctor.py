@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from app.cli import main
 from app.doctor import Status, examine
 from app.models import Worker
 from app.platform.settings import Settings
+from dispatch.holidays import CoverageLevel, calendar_coverage, china, city_today
 from tests.harness import Harness
 
 
@@ -32,12 +34,13 @@ def _env(monkeypatch: pytest.MonkeyPatch, s: Settings) -> None:
 async def test_a_running_installation_passes(
     h: Harness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    found = {f.check: f for f in await examine(h.settings)}
+    known = datetime(max(china().years), 6, 1, tzinfo=UTC)  # a day the calendar knows all about
+    found = {f.check: f for f in await examine(h.settings, now=known)}
     assert set(found) == {
         "settings", "calendar", "database", "clock", "grids", "duty", "policies", "kafka",
     }  # fmt: skip
     assert not [f for f in found.values() if f.status is Status.FAIL], found
-    for check in ("settings", "database", "clock", "grids", "duty", "policies"):
+    for check in ("settings", "calendar", "database", "clock", "grids", "duty", "policies"):
         assert found[check].status is Status.OK, found[check]
     if h.settings.bus.kind == "kafka":
         assert found["kafka"].status is Status.OK
@@ -47,14 +50,38 @@ async def test_a_running_installation_passes(
         assert found["kafka"].status is Status.SKIP
         assert "SQLite reachable, at head" in found["database"].message
 
-    # The command says the same, one line a check, and exits 0.
+    # The command says the same, one line a check, and exits 0 (1 only on a day whose year the
+    # installed calendar does not know: then that is the line that fails).
+    calendar = h.settings.sla.calendar
+    today = calendar_coverage(calendar, city_today(calendar, datetime.now(UTC)))
+    expected = 1 if today.level is CoverageLevel.FAILURE else 0
     _env(monkeypatch, h.settings)
-    assert await asyncio.to_thread(main, ["doctor", "--json"]) == 0
+    assert await asyncio.to_thread(main, ["doctor", "--json"]) == expected
     rows: list[dict[str, Any]] = json.loads(capsys.readouterr().out)
     assert [r["check"] for r in rows] == list(found)
-    assert await asyncio.to_thread(main, ["doctor"]) == 0
+    assert [r["check"] for r in rows if r["status"] == "fail"] == ["calendar"] * expected
+    assert await asyncio.to_thread(main, ["doctor"]) == expected
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(found) and lines[0].startswith("ok    settings")
+
+
+async def test_the_calendar_year_by_year(h: Harness) -> None:
+    last = max(china().years)
+
+    def on(day: datetime) -> Any:
+        return examine(h.settings, now=day)
+
+    mid, december, after = [
+        {f.check: f for f in await on(day)}["calendar"]
+        for day in (
+            datetime(last, 6, 1, tzinfo=UTC),
+            datetime(last, 12, 15, tzinfo=UTC),
+            datetime(last + 1, 3, 1, tzinfo=UTC),
+        )
+    ]
+    assert mid.status is Status.OK
+    assert december.status is Status.WARN and str(last + 1) in december.message
+    assert after.status is Status.FAIL and str(last + 1) in after.message
 
 
 async def test_grids_nobody_staffs_are_a_warning(h: Harness) -> None:
