@@ -7,10 +7,7 @@ import typer
 from app.cli.common import EXIT_FAILURE, JSON_OPTION, arun, database, print_json, settings
 from app.cli.progress import progress
 
-app = typer.Typer(help="The tamper-evident case history.", no_args_is_help=True)
 
-
-@app.command("verify")
 def verify(as_json: bool = JSON_OPTION) -> None:
     """Check every case's chain of events.
 
@@ -40,3 +37,10 @@ def verify(as_json: bool = JSON_OPTION) -> None:
         print(f"gridflow: {report['cases']} cases, {report['events']} events checked: {verdict}")
     if problems:
         raise typer.Exit(EXIT_FAILURE)
+
+
+def group() -> typer.Typer:
+    """The command group, built when the command line is read."""
+    commands = typer.Typer(help="The tamper-evident case history.", no_args_is_help=True)
+    commands.command("verify")(verify)
+    return commands

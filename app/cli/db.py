@@ -6,10 +6,7 @@ import typer
 
 from app.cli.common import arun, database, redact_url, settings
 
-app = typer.Typer(help="The database.", no_args_is_help=True)
 
-
-@app.command("upgrade")
 def upgrade() -> None:
     """Apply the migrations that have not run yet (safe to run again).
 
@@ -22,3 +19,10 @@ def upgrade() -> None:
             print(f"gridflow: database at head ({redact_url(s.database_url)})")
 
     arun(run())
+
+
+def group() -> typer.Typer:
+    """The command group, built when the command line is read."""
+    commands = typer.Typer(help="The database.", no_args_is_help=True)
+    commands.command("upgrade")(upgrade)
+    return commands

@@ -9,15 +9,9 @@ import typer
 
 from app.cli.common import JSON_OPTION, CliError, arun, database, note, print_json, settings
 
-app = typer.Typer(
-    help="Sensor devices and their signing keys. A secret is printed once, as JSON.",
-    no_args_is_help=True,
-)
-
 DEVICE_ID = typer.Option("--id", help="the device's id, e.g. cam-900")
 
 
-@app.command("create")
 def create(
     device_id: Annotated[str, DEVICE_ID],
     name: Annotated[str | None, typer.Option(help="a name people know it by")] = None,
@@ -40,7 +34,6 @@ def create(
     print_json(arun(run()))
 
 
-@app.command("rotate")
 def rotate(device_id: Annotated[str, DEVICE_ID]) -> None:
     """A new signing key for a device (printed once); its older keys work until revoked.
 
@@ -59,7 +52,6 @@ def rotate(device_id: Annotated[str, DEVICE_ID]) -> None:
     note("the device's older keys still work until `gridflow device revoke --key KEY_ID`")
 
 
-@app.command("revoke")
 def revoke(
     key: Annotated[str | None, typer.Option(help="one key id (dk_...)")] = None,
     device_id: Annotated[
@@ -84,7 +76,6 @@ def revoke(
     print(f"gridflow: revoked {arun(run())}")
 
 
-@app.command("list")
 def listing(as_json: bool = JSON_OPTION) -> None:
     """List devices and their live key ids (never a secret).
 
@@ -103,3 +94,16 @@ def listing(as_json: bool = JSON_OPTION) -> None:
     for d in devices:
         live = ", ".join(str(k) for k in d["live_keys"]) or "none"  # type: ignore[attr-defined]
         print(f"{d['id']}\t{d['state']}\t{d['name']}\tkeys: {live}")
+
+
+def group() -> typer.Typer:
+    """The command group, built when the command line is read."""
+    commands = typer.Typer(
+        help="Sensor devices and their signing keys. A secret is printed once, as JSON.",
+        no_args_is_help=True,
+    )
+    commands.command("create")(create)
+    commands.command("rotate")(rotate)
+    commands.command("revoke")(revoke)
+    commands.command("list")(listing)
+    return commands

@@ -20,8 +20,6 @@ from app.cli.common import (
 )
 from app.cli.progress import progress
 
-app = typer.Typer(help="Grid sets (GeoJSON FeatureCollections of management grids).")
-
 FILE = typer.Argument(help="a GeoJSON FeatureCollection, one Feature per grid")
 ALLOW_GAPS = typer.Option(help="accept gaps inside the service area (reported as warnings)")
 
@@ -31,7 +29,6 @@ def _say_warnings(body: dict[str, Any]) -> None:
         note(f"warning: {warning['message']}")
 
 
-@app.command("validate")
 def validate(
     file: Annotated[Path, FILE],
     allow_gaps: Annotated[bool, ALLOW_GAPS] = False,
@@ -64,7 +61,6 @@ def validate(
     print(f"gridflow: {file}: valid, {body['grids']} grids ({body['units']} unit grids)")
 
 
-@app.command("import")
 def import_(
     file: Annotated[Path, FILE],
     allow_gaps: Annotated[bool, ALLOW_GAPS] = False,
@@ -106,3 +102,11 @@ def import_(
         f"gridflow: imported {body['grids']} grids ({body['units']} unit grids) as version "
         f"{body['version']}; running servers swap it in within {s.geo.reload_interval_s:g} s"
     )
+
+
+def group() -> typer.Typer:
+    """The command group, built when the command line is read."""
+    commands = typer.Typer(help="Grid sets (GeoJSON FeatureCollections of management grids).")
+    commands.command("validate")(validate)
+    commands.command("import")(import_)
+    return commands

@@ -6,10 +6,7 @@ import typer
 
 from app.cli.common import JSON_OPTION, arun, print_json, settings
 
-app = typer.Typer(help="Apache Kafka topics.", no_args_is_help=True)
 
-
-@app.command("init")
 def init(as_json: bool = JSON_OPTION) -> None:
     """Create the topics that do not exist yet.
 
@@ -40,3 +37,10 @@ def init(as_json: bool = JSON_OPTION) -> None:
             f"{r['topic']}\t{r['state']}\tpartitions={r['partitions']}"
             f"\treplication={r['replication']}"
         )
+
+
+def group() -> typer.Typer:
+    """The command group, built when the command line is read."""
+    commands = typer.Typer(help="Apache Kafka topics.", no_args_is_help=True)
+    commands.command("init")(init)
+    return commands

@@ -10,10 +10,7 @@ import typer
 from app.cli.common import JSON_OPTION, arun, database, print_json, read_json, settings
 from app.cli.progress import progress
 
-app = typer.Typer(help="SLA policies, categories and departments.", no_args_is_help=True)
 
-
-@app.command("load")
 def load(
     file: Annotated[Path, typer.Argument(help="a policy document (JSON)")],
     as_json: bool = JSON_OPTION,
@@ -53,7 +50,6 @@ def load(
     )
 
 
-@app.command("dump")
 def dump() -> None:
     """Print the stored policy document (JSON), ready to edit and load again.
 
@@ -67,3 +63,11 @@ def dump() -> None:
         return doc.model_dump(mode="json")
 
     print_json(arun(run()))
+
+
+def group() -> typer.Typer:
+    """The command group, built when the command line is read."""
+    commands = typer.Typer(help="SLA policies, categories and departments.", no_args_is_help=True)
+    commands.command("load")(load)
+    commands.command("dump")(dump)
+    return commands

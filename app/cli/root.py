@@ -30,13 +30,13 @@ def build() -> typer.Typer:
     serve.register(root)
     doctor.register(root)
     demo.register(root)
-    root.add_typer(tokens.app, name="token")
-    root.add_typer(devices.app, name="device")
-    root.add_typer(db.app, name="db")
-    root.add_typer(grids.app, name="grids")
-    root.add_typer(policies.app, name="policies")
-    root.add_typer(audit.app, name="audit")
-    root.add_typer(kafka.app, name="kafka")
+    root.add_typer(tokens.group(), name="token")
+    root.add_typer(devices.group(), name="device")
+    root.add_typer(db.group(), name="db")
+    root.add_typer(grids.group(), name="grids")
+    root.add_typer(policies.group(), name="policies")
+    root.add_typer(audit.group(), name="audit")
+    root.add_typer(kafka.group(), name="kafka")
     return root
 
 

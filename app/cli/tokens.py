@@ -10,10 +10,7 @@ import typer
 from app.auth.tokens import Role, issue_token
 from app.cli.common import JSON_OPTION, print_json, settings
 
-app = typer.Typer(help="Bearer tokens.", no_args_is_help=True)
 
-
-@app.command("issue")
 def issue(
     role: Annotated[Role, typer.Option(help="who the token speaks for")],
     subject: Annotated[
@@ -45,3 +42,10 @@ def issue(
         print_json({"token": token, "role": role.value, "subject": subject, "expires_at": expires})
     else:
         print(token)
+
+
+def group() -> typer.Typer:
+    """The command group, built when the command line is read."""
+    commands = typer.Typer(help="Bearer tokens.", no_args_is_help=True)
+    commands.command("issue")(issue)
+    return commands
