@@ -69,6 +69,19 @@ def make_settings(
     return Settings(**fields)
 
 
+def environment_of(s: Settings) -> dict[str, str]:
+    """The environment a `gridflow` command reads to reach what `s` describes."""
+    return {
+        "GRIDFLOW_ENV": s.env,
+        "GRIDFLOW_DATA_DIR": str(s.data_dir),
+        "GRIDFLOW_DB__URL": s.database_url,
+        "GRIDFLOW_BUS__KIND": s.bus.kind,
+        "GRIDFLOW_KAFKA__BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers,
+        "GRIDFLOW_KAFKA__TOPIC_PREFIX": s.kafka.topic_prefix,
+        "GRIDFLOW_KAFKA__PARTITIONS": str(s.kafka.partitions),
+    }
+
+
 def pg_url(database: str) -> str:
     assert PG_ADMIN_URL
     return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + database

@@ -20,6 +20,8 @@ A rate with nothing to divide by is null, never 0.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -32,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.cases.events import EventType
 from app.cases.states import HANDED_BACK, CaseStatus
 from app.models import Case, CaseEvent, Feedback, Task
-from geo import GridIndex, GridLevel
+from geo import GridIndex, GridLevel, Progress, no_progress
 
 GroupBy = Literal["grid", "street", "department", "category"]
 
@@ -116,8 +118,12 @@ async def compute(
     end: datetime,
     by: GroupBy | None,
     index: GridIndex | None,
+    progress: Progress = no_progress,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The figures per group (ordered by key) and for all the cases together."""
+    """The figures per group (ordered by key) and for all the cases together. `progress` hears
+    "computing figures" at each of its five reads and counts."""
+    step = "computing figures"
+    progress(step, 0, 5)
     in_range = (Case.created_at >= start) & (Case.created_at < end)
     ids = select(Case.id).where(in_range)
     # Plain rows of the columns used, not ORM objects: a month of a district is ~10⁵ rows.
@@ -132,6 +138,7 @@ async def compute(
             Case.closed_at,
         ).where(in_range)
     )
+    progress(step, 1, 5)
     tasks: dict[str, list[Any]] = defaultdict(list)
     for task in await session.execute(
         select(Task.case_id, Task.status, Task.accepted_at, Task.arrived_at)
@@ -145,6 +152,7 @@ async def compute(
         EventType.CASE_REWORKED.value,
         EventType.SLA_BREACHED.value,
     )
+    progress(step, 2, 5)
     marks: dict[str, set[str]] = defaultdict(set)
     for case_id, kind, data in await session.execute(
         select(CaseEvent.case_id, CaseEvent.type, CaseEvent.data).where(
@@ -156,12 +164,14 @@ async def compute(
                 marks[case_id].add("late")
         else:
             marks[case_id].add(kind)
+    progress(step, 3, 5)
     verdicts: dict[str, list[bool]] = defaultdict(list)
     for case_id, satisfied in await session.execute(
         select(Feedback.case_id, Feedback.satisfied).where(Feedback.case_id.in_(ids))
     ):
         verdicts[case_id].append(bool(satisfied))
 
+    progress(step, 4, 5)
     total = Group(None)
     groups: dict[str | None, Group] = {}
     for case in cases:
@@ -178,7 +188,18 @@ async def compute(
         for group in targets:
             _count(group, case, tasks[case.id], marks[case.id], verdicts[case.id])
     ordered = sorted(groups.values(), key=lambda g: (g.key is None, g.key or ""))
+    progress(step, 5, 5)
     return [g.figures() for g in ordered], total.figures()
+
+
+def to_csv(groups: list[dict[str, object]], total: dict[str, object]) -> str:
+    """One row a group and a last row for the total, in FIGURES order (docs/STATS.md)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=FIGURES, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(groups)
+    writer.writerow(total | {"key": "(total)"})
+    return out.getvalue()
 
 
 def _count(

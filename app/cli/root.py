@@ -8,7 +8,19 @@ from typing import Any
 
 import typer
 
-from app.cli import audit, db, demo, devices, doctor, grids, kafka, policies, serve, tokens
+from app.cli import (
+    audit,
+    db,
+    demo,
+    devices,
+    doctor,
+    grids,
+    kafka,
+    policies,
+    serve,
+    stats,
+    tokens,
+)
 from app.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, CliError
 from app.platform import logs
 from app.platform.errors import AppError
@@ -36,6 +48,7 @@ def build() -> typer.Typer:
     root.add_typer(grids.group(), name="grids")
     root.add_typer(policies.group(), name="policies")
     root.add_typer(audit.group(), name="audit")
+    root.add_typer(stats.group(), name="stats")
     root.add_typer(kafka.group(), name="kafka")
     return root
 

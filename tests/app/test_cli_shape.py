@@ -46,6 +46,7 @@ def test_the_tree_has_every_command_of_before_and_the_new_ones() -> None:
         "serve", "api", "dispatcher", "doctor", "demo", "token issue", "device create",
         "device rotate", "device revoke", "device list", "db upgrade", "grids import",
         "grids validate", "policies load", "policies dump", "audit verify", "kafka init",
+        "stats export",
     }  # fmt: skip
 
 

@@ -17,18 +17,12 @@ from app.doctor import Status, examine
 from app.models import Worker
 from app.platform.settings import Settings
 from dispatch.holidays import CoverageLevel, calendar_coverage, china, city_today
-from tests.harness import Harness
+from tests.harness import Harness, environment_of
 
 
 def _env(monkeypatch: pytest.MonkeyPatch, s: Settings) -> None:
-    """The harness's settings as the environment a `gridflow` command reads."""
-    monkeypatch.setenv("GRIDFLOW_ENV", s.env)
-    monkeypatch.setenv("GRIDFLOW_DATA_DIR", str(s.data_dir))
-    monkeypatch.setenv("GRIDFLOW_DB__URL", s.database_url)
-    monkeypatch.setenv("GRIDFLOW_BUS__KIND", s.bus.kind)
-    monkeypatch.setenv("GRIDFLOW_KAFKA__BOOTSTRAP_SERVERS", s.kafka.bootstrap_servers)
-    monkeypatch.setenv("GRIDFLOW_KAFKA__TOPIC_PREFIX", s.kafka.topic_prefix)
-    monkeypatch.setenv("GRIDFLOW_KAFKA__PARTITIONS", str(s.kafka.partitions))
+    for name, value in environment_of(s).items():
+        monkeypatch.setenv(name, value)
 
 
 async def test_a_running_installation_passes(

@@ -17,14 +17,20 @@ Four cases, each started when the one before has settled (t = seconds after its 
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from app.cli import main
 from tests.dispatch.test_departments import inspector_near, road_case
 from tests.dispatch.test_sla import report_in_single_worker_grid
-from tests.harness import Harness
+from tests.harness import Harness, environment_of
 
 
 class Story:
@@ -150,7 +156,12 @@ async def stats(h: Harness, **params: Any) -> Any:
     return r
 
 
-async def test_every_figure_on_a_hand_computed_history(h: Harness) -> None:
+async def test_every_figure_on_a_hand_computed_history(
+    h: Harness,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
     start = h.clock.now() - timedelta(seconds=1)
     ids = await history(h)
     window = {"from": start.isoformat(), "to": (h.clock.now() + timedelta(1)).isoformat()}
@@ -228,6 +239,21 @@ async def test_every_figure_on_a_hand_computed_history(h: Harness) -> None:
     }
     parking = next(row for row in rows if row["key"] == "illegal_parking")
     assert parking["closed"] == "0" and parking["on_time_rate"] == ""
+
+    # `gridflow stats export` gives the same figures, read from the database.
+    for name, value in environment_of(h.settings).items():
+        monkeypatch.setenv(name, value)
+    args = ["stats", "export", "--from", window["from"], "--to", window["to"], "--by", "category"]
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, args) == 0
+    assert list(csv.DictReader(io.StringIO(capsys.readouterr().out))) == rows
+    out = tmp_path / "figures.json"
+    assert await asyncio.to_thread(main, [*args, "--format", "json", "--out", str(out)]) == 0
+    exported = json.loads(out.read_text(encoding="utf-8"))
+    assert exported["total"] == TOTAL and len(exported["groups"]) == len(rows) - 1
+    assert "4 cases" in capsys.readouterr().err
+    reversed_range = ["stats", "export", "--from", window["to"], "--to", window["from"]]
+    assert await asyncio.to_thread(main, reversed_range) == 2
 
 
 async def test_bad_ranges_are_422_and_only_operators_read(h: Harness) -> None:

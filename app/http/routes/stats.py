@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import timedelta
 from typing import Annotated, Literal
 
@@ -51,7 +49,7 @@ async def read_stats(
         session, start=start, end=end, by=by, index=runtime.grids.index
     )
     if format == "csv":
-        return Response(_csv(groups, total), media_type="text/csv; charset=utf-8")
+        return Response(stats.to_csv(groups, total), media_type="text/csv; charset=utf-8")
     return StatsRead(
         start=start,
         end=end,
@@ -59,12 +57,3 @@ async def read_stats(
         groups=[StatsFigures.model_validate(g) for g in groups],
         total=StatsFigures.model_validate(total),
     )
-
-
-def _csv(groups: list[dict[str, object]], total: dict[str, object]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=stats.FIGURES, lineterminator="\r\n")
-    writer.writeheader()
-    writer.writerows(groups)
-    writer.writerow(total | {"key": "(total)"})
-    return out.getvalue()
