@@ -10,6 +10,8 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from prometheus_client.metrics_core import Metric
+
 from app.auth.tokens import TokenVerifier
 from app.devices.keys import KeyOwners
 from app.gridsets.store import LiveGrids
@@ -19,6 +21,8 @@ from app.platform.clock import Clock, SystemClock
 from app.platform.db import Database
 from app.platform.feed import FeedHub
 from app.platform.kafka_bus import KafkaBus, ensure_topics
+from app.platform.metrics import EngineFigures, Metrics, database_source, engine_families
+from app.platform.metrics_listener import MetricsListener
 from app.platform.relay import OutboxRelay
 from app.platform.settings import Settings
 from app.platform.shutdown import bounded
@@ -73,6 +77,10 @@ class Runtime:
         self.photos = PhotoStore(s.photo_dir)
         self.ctx = DispatchContext(clock=self.clock, grids=self.grids, sla=s.sla)
         self.hub = FeedHub(self.db, poll_s=s.bus.poll_interval_s)
+        self.metrics = Metrics(s.metrics, self.clock, bus=s.bus.kind)
+        self.db.on_events(self.metrics.observe_events)
+        self.metrics.add_source(database_source(self.db, self.clock, kafka=not embedded))
+        self.metrics_listener: MetricsListener | None = None
         self.engine: Engine | None = (
             Engine(
                 self.db,
@@ -88,6 +96,15 @@ class Runtime:
             if s.run_engine
             else None
         )
+        if self.engine is not None:
+            self.metrics.add_source(self._engine_figures)
+
+    async def _engine_figures(self) -> list[Metric]:
+        engine = self.engine
+        assert engine is not None
+        consumer = engine.consumer
+        lag = await consumer.lag() if consumer is not None else {}
+        return engine_families(EngineFigures(engine.processed, engine.dead_lettered, lag))
 
     async def prepare_database(self) -> None:
         """Migrate, seed categories (and the demo city into an empty database), load grids."""
@@ -118,7 +135,8 @@ class Runtime:
 
     async def start(self, *, serve_feed: bool = True) -> None:
         """Start every part this process runs. The database must be reachable; Kafka need not
-        be for the relay (it retries), but consumers need it to start."""
+        be for the relay (it retries), but consumers need it to start. Without the feed (the
+        engine with no HTTP: `gridflow dispatcher`) metrics get a listener of their own."""
         # Once per process: a year the national calendar does not know counts its holidays as
         # working days, which nobody would notice from the clocks alone.
         log_calendar_coverage(self.settings.sla.calendar, self.clock.now())
@@ -137,8 +155,16 @@ class Runtime:
         if self.engine is not None:
             await self.engine.start()
         self._grid_watch = asyncio.create_task(self._watch_grids(), name="grid-watch")
+        m = self.settings.metrics
+        if not serve_feed and m.enabled and m.dispatcher_port:
+            self.metrics_listener = MetricsListener(
+                self.metrics, m.dispatcher_host, m.dispatcher_port
+            )
+            await self.metrics_listener.start()
 
     async def stop(self) -> None:
+        if self.metrics_listener is not None:
+            await bounded("the metrics listener", self.metrics_listener.stop(), 2.0)
         if self._grid_watch is not None:
             self._grid_watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -152,3 +178,4 @@ class Runtime:
         await bounded("the live feed", self.hub.stop(), 8.0)
         await bounded("the bus", self.bus.stop(), 5.0)
         await bounded("closing database connections", self.db.dispose(), 8.0)
+        self.metrics.close()

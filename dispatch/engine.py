@@ -78,7 +78,13 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.consuming = False
-        self.processed = 0
+        self.processed = 0  # messages applied since start
+        self.dead_lettered = 0  # messages given up on since start
+
+    @property
+    def consumer(self) -> Consumer | None:
+        """The intake consumer, once it has started."""
+        return self._consumer
 
     async def start(self) -> None:
         """Start the consumer (retrying in the background while the bus is down) and the
@@ -227,6 +233,7 @@ class Engine:
                     }
                 ),
             )
+        self.dead_lettered += 1
 
     async def _consume(self) -> None:
         consumer = await start_consumer(self.bus, topics.INTAKE, self.group_id)

@@ -65,10 +65,12 @@ def new_case(ctx: DispatchContext, report: Report, category: Category, now: date
 
 
 def opened_data(report: Report, case: Case, due: dict[TimerKind, datetime]) -> dict[str, Any]:
-    """CaseOpened, with the clocks' due times."""
+    """CaseOpened, with when the report was received (its clocks run from then) and the
+    clocks' due times."""
     return {
         "report_id": report.id,
         "source": report.source,
+        "reported_at": report.created_at.isoformat(),
         "category": case.category,
         "grid": case.grid_code,
         "grid_set_version": case.grid_set_version,

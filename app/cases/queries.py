@@ -1,12 +1,39 @@
-"""Queries about cases shared by intake and the engine."""
+"""Queries about cases shared by intake, the engine, the read models and the metrics."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.cases.states import JOINABLE_BY_ALERT
-from app.models import Case
+from app.cases.states import DEADLINES, JOINABLE_BY_ALERT, OPEN, UNMET_TIMER, CaseStatus
+from app.models import Case, SlaTimer
+
+
+def overdue(now: datetime) -> ColumnElement[bool]:
+    """The case is open, with an on-site, close or verify deadline passed and not met."""
+    late = exists().where(
+        SlaTimer.case_id == Case.id,
+        SlaTimer.kind.in_(DEADLINES),
+        SlaTimer.state.in_(UNMET_TIMER),
+        SlaTimer.due_at <= now,
+    )
+    return late & Case.status.in_(OPEN)
+
+
+async def open_cases_by_status(session: AsyncSession) -> dict[CaseStatus, int]:
+    """How many cases are open, per state (states with none left out)."""
+    rows = await session.execute(
+        select(Case.status, func.count()).where(Case.status.in_(OPEN)).group_by(Case.status)
+    )
+    return {CaseStatus(status): int(n) for status, n in rows}
+
+
+async def count_overdue(session: AsyncSession, now: datetime) -> int:
+    """How many cases are `overdue` at `now`."""
+    n = await session.scalar(select(func.count()).select_from(Case).where(overdue(now)))
+    return int(n or 0)
 
 
 async def open_case_for_device(session: AsyncSession, device_id: str, category: str) -> Case | None:

@@ -75,6 +75,9 @@ def api(
         asyncio.run(_prepare(s))
     os.environ["GRIDFLOW_RUN_ENGINE"] = "false"
     os.environ["GRIDFLOW_AUTO_MIGRATE"] = "false"
+    from app.platform.metrics import prepare_multiprocess
+
+    prepare_multiprocess(workers)  # several workers: one metrics directory they all write to
     uvicorn.run(
         "app.http.app:create_app",
         factory=True,

@@ -49,6 +49,22 @@ def _clean(errors: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _malformed(errors: list[dict[str, Any]]) -> bool:
+    return any(e["type"] == "json_invalid" for e in errors)
+
+
+def refusal_code(exc: Exception) -> str | None:
+    """The error code of the 4xx answer `exc` is turned into below, or None when it is the
+    service's failure (a 5xx): what the intake metrics count a refused submission by."""
+    if isinstance(exc, AppError):
+        return exc.code if exc.status < 500 else None
+    if isinstance(exc, RequestValidationError):
+        return "malformed_json" if _malformed(_clean(list(exc.errors()))) else "validation_error"
+    if isinstance(exc, StarletteHTTPException) and exc.status_code < 500:
+        return _STATUS_CODES.get(exc.status_code, "http_error")
+    return None
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
@@ -60,7 +76,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _clean(list(exc.errors()))
-        if any(e["type"] == "json_invalid" for e in errors):
+        if _malformed(errors):
             return error_response(
                 400, "malformed_json", "the body is not valid JSON", errors=errors
             )

@@ -51,6 +51,11 @@ class Consumer(Protocol):
         this group: in one request, whatever the number of partitions."""
         ...
 
+    async def lag(self) -> dict[int, int]:
+        """Messages of the topic this group has not committed yet, per partition (the ones
+        this consumer holds), as far as this consumer knows; for metrics."""
+        ...
+
     async def stop(self) -> None: ...
 
 
@@ -112,6 +117,7 @@ class EmbeddedConsumer:
         self.topic = topic
         self.group_id = group_id
         self._fetched = 0
+        self._committed = 0  # the group's position, as this consumer last read or moved it
         self._event = asyncio.Event()
         self.in_hand = asyncio.Lock()
 
@@ -129,6 +135,7 @@ class EmbeddedConsumer:
                     )
                 )
         self._fetched = int(last or 0)
+        self._committed = self._fetched
         self._bus._events.add(self._event)
 
     async def getmany(self, timeout_s: float, max_records: int = 100) -> list[Message]:
@@ -177,6 +184,17 @@ class EmbeddedConsumer:
             elif message.offset > row.position:
                 row.position = message.offset
                 row.updated_at = now
+        self._committed = max(self._committed, message.offset)
+
+    async def lag(self) -> dict[int, int]:
+        """The rows of the topic after the group's position: one partition, 0."""
+        async with self._db.reader() as s:
+            n = await s.scalar(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(OutboxMessage.topic == self.topic, OutboxMessage.id > self._committed)
+            )
+        return {0: int(n or 0)}
 
     async def stop(self) -> None:
         self._bus._events.discard(self._event)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from app.cases.events import NewEvent
 from app.platform.errors import DRIVER_DOWN, DRIVER_LOST
 from app.platform.uow import UnitOfWork
 from app.policies.document import PolicyBook
@@ -76,14 +77,15 @@ class Database:
         self._direct_pool: asyncpg.Pool | None = None
         self._direct_lock = asyncio.Lock()
         self._after_commit: list[Callable[[], None]] = []
-        self._after_events: list[Callable[[], None]] = []
+        self._after_events: list[Callable[[Sequence[NewEvent]], None]] = []
 
     def on_commit(self, listener: Callable[[], None]) -> None:
         self._after_commit.append(listener)
 
-    def on_events(self, listener: Callable[[], None]) -> None:
-        """Call `listener` after each transaction of this process that wrote case events
-        (other processes' commits are announced on EVENTS_CHANNEL, PostgreSQL only)."""
+    def on_events(self, listener: Callable[[Sequence[NewEvent]], None]) -> None:
+        """Call `listener` with the case events of each transaction of this process that wrote
+        some, once it has committed: the feed hub wakes, the metrics count them. Other
+        processes' commits are announced on EVENTS_CHANNEL (PostgreSQL only)."""
         self._after_events.append(listener)
 
     def committed(self) -> None:
@@ -150,7 +152,7 @@ class Database:
         self.committed()
         if uow.events_written:
             for listener in self._after_events:
-                listener()
+                listener(uow.written)
 
     async def listen(self, channel: str, on_notify: Callable[[], None], what: str) -> None:
         """LISTEN on `channel` for as long as the caller's task runs, calling `on_notify` for

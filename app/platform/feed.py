@@ -194,7 +194,7 @@ class FeedHub:
         self._started = asyncio.Event()
         self.position: int | None = None  # the newest cursor read and fanned out
         self.running = False
-        db.on_events(self._wake.set)
+        db.on_events(lambda _events: self._wake.set())
 
     @property
     def subscribers(self) -> int:

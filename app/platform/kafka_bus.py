@@ -68,13 +68,16 @@ async def delete_topics(settings: KafkaSettings) -> None:
 
 
 class _WaitForMessageInHand(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, lock: asyncio.Lock) -> None:
+    def __init__(self, lock: asyncio.Lock, committed: dict[int, int]) -> None:
         self._lock = lock
+        self._committed = committed
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         # The consume loop holds the lock from fetching a message to committing it.
         async with self._lock:
             log.info("partitions revoked: %s", sorted(str(tp) for tp in revoked))
+            for tp in revoked:  # another member may commit them further meanwhile
+                self._committed.pop(tp.partition, None)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("partitions assigned: %s", sorted(str(tp) for tp in assigned))
@@ -102,6 +105,7 @@ class KafkaConsumer:
         self.physical = physical(settings, topic)
         self.in_hand = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
+        self._committed: dict[int, int] = {}  # partition -> the offset this member committed
 
     async def start(self) -> None:
         s = self.settings
@@ -121,7 +125,9 @@ class KafkaConsumer:
         if group is None:
             consumer.subscribe([self.physical])
         else:
-            consumer.subscribe([self.physical], listener=_WaitForMessageInHand(self.in_hand))
+            consumer.subscribe(
+                [self.physical], listener=_WaitForMessageInHand(self.in_hand, self._committed)
+            )
         self._consumer = consumer
         if group is None:
             # Fix the starting point now, so nothing produced after start() is skipped.
@@ -161,6 +167,32 @@ class KafkaConsumer:
             # A partition moved to another member; it will see the messages again and the
             # processed-event table makes that harmless.
             log.warning("commit of %s failed: %s", offsets, exc)
+            return
+        for tp, offset in offsets.items():
+            self._committed[tp.partition] = offset
+
+    async def lag(self) -> dict[int, int]:
+        """Per assigned partition: its end (the high watermark of the last fetch) less what
+        this member committed there, or, before its first commit, its fetch position (where
+        the group's committed offset put it). Asks the broker nothing; a partition not yet
+        fetched from is left out."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        out: dict[int, int] = {}
+        for tp in consumer.assignment():
+            try:
+                end = consumer.highwater(tp)
+                if end is None:
+                    continue
+                done = self._committed.get(tp.partition)
+                if done is None:
+                    async with asyncio.timeout(1.0):
+                        done = await consumer.position(tp)
+            except (TimeoutError, KafkaError, AssertionError):
+                continue  # taken away meanwhile, or no position yet (a reset in progress)
+            out[tp.partition] = max(0, end - done)
+        return out
 
     async def stop(self) -> None:
         """Leave the group. A broker that answers the goodbye with an error (a frozen one times

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import ConsumerOffset, IdempotencyRecord, OutboxMessage
 from app.platform import topics
@@ -80,3 +81,15 @@ async def prune_idempotency_keys(db: Database, *, now: datetime, keep_s: int) ->
             delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff)
         )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def unsent(session: AsyncSession) -> dict[str, tuple[int, datetime]]:
+    """Rows the Kafka relay has not published yet, per topic: how many, and the oldest one's
+    time (on the partial index of unsent rows). Meaningless with the embedded bus, whose rows
+    are never sent: there the backlog is the consumers' lag."""
+    rows = await session.execute(
+        select(OutboxMessage.topic, func.count(), func.min(OutboxMessage.created_at))
+        .where(OutboxMessage.sent_at.is_(None))
+        .group_by(OutboxMessage.topic)
+    )
+    return {topic: (int(n), oldest) for topic, n, oldest in rows}

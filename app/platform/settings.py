@@ -223,6 +223,31 @@ class HttpSettings(BaseModel):
     )
 
 
+class MetricsSettings(BaseModel):
+    """Prometheus metrics: counts and timings only, never a case's contents or a person."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Serve GET /metrics on the API's port, and the dispatcher's own listener.",
+    )
+    dispatcher_host: str = Field(
+        default="127.0.0.1",
+        description="Address the dispatcher's metrics listener binds (0.0.0.0 in a container).",
+    )
+    dispatcher_port: int = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description="Port of `gridflow dispatcher`'s metrics listener; 0: none.",
+    )
+    gauge_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="The figures read from the database at a scrape (open and overdue cases, "
+        "outbox backlog) are reused for this long.",
+    )
+
+
 class Bucket(BaseModel):
     per_minute: float = Field(gt=0, description="tokens added per minute")
     burst: int = Field(gt=0, description="the most tokens a bucket holds")
@@ -304,6 +329,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     limits: LimitSettings = LimitSettings()
     log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @property
     def database_url(self) -> str:

@@ -58,6 +58,7 @@ class UnitOfWork:
         self.book = book  # the process's cached policy set
         self.policy_set: PolicySet | None = None  # the version this transaction uses
         self.events: list[NewEvent] = []  # appended in this transaction, not yet written
+        self.written: list[NewEvent] = []  # written in this transaction, in order
         self._outbox: list[dict[str, Any]] = []  # enqueued rows, not yet written
         self.outbox_written = False  # rows were written: relays should look
         self.events_written = False  # case events were written: the live feed should look
@@ -93,6 +94,7 @@ class UnitOfWork:
             )
             for event, event_id in zip(events, ids, strict=True):
                 event.id = event_id
+            self.written.extend(events)
             self._outbox.extend(case_event_outbox_row(e) for e in events)
         rows, self._outbox = self._outbox, []
         if rows:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.cases.states import ACTIVE_TASK, DEADLINES, OPEN, UNMET_TIMER, CaseStatus
+from app.cases import queries
+from app.cases.states import ACTIVE_TASK, CaseStatus
 from app.models import Case, Report, SlaTimer, Task
 from app.policies.document import find_policy
 from app.reads.common import deadlines, timeline, timers_of
@@ -138,13 +139,7 @@ async def case_page(
     if category:
         stmt = stmt.where(Case.category == category)
     if overdue is not None:
-        late = exists().where(
-            SlaTimer.case_id == Case.id,
-            SlaTimer.kind.in_(DEADLINES),
-            SlaTimer.state.in_(UNMET_TIMER),
-            SlaTimer.due_at <= now,
-        )
-        is_late = late & Case.status.in_(OPEN)
+        is_late = queries.overdue(now)
         stmt = stmt.where(is_late if overdue else ~is_late)
     total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
     rows = await session.scalars(

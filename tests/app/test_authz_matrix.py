@@ -42,6 +42,8 @@ WORKER_ACTION = row(worker=ACTED)
 MATRIX: dict[tuple[str, str], dict[str, set[int]]] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
+    # Scrapers carry no token; the answer holds counts and timings only (tests/app/test_metrics.py).
+    ("GET", "/metrics"): PUBLIC,
     ("GET", "/v1/categories"): PUBLIC,
     ("GET", "/v1/grids"): PUBLIC,
     ("GET", "/v1/grids/locate"): PUBLIC,

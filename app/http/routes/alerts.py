@@ -8,11 +8,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app import reads
+from app.cases.states import ReportSource
 from app.devices.keys import REPLAY, UNKNOWN_KEY, live_device, remember_signature
 from app.http import idempotency
 from app.http.bodies import json_answer, parse_json
 from app.http.deps import SIGNATURE_PARAMETERS, SignedAlert, give_back, read_signed, take
 from app.http.docs import errors
+from app.http.errors import refusal_code
 from app.http.idempotency import fingerprint
 from app.http.schemas import AlertAccepted, AlertCreate
 from app.intake.service import (
@@ -25,6 +27,7 @@ from app.intake.service import (
 )
 from app.intake.write import write_alert
 from app.platform.errors import Unauthorized
+from app.platform.metrics import IntakeCount
 from app.runtime import Runtime
 
 router = APIRouter(prefix="/v1/alerts", tags=["sensors"])
@@ -57,12 +60,19 @@ async def create_alert(request: Request) -> Response:
     where writes are serialised (SQLite, the embedded bus), the same checks run in one unit of
     work."""
     runtime: Runtime = request.app.state.runtime
+    with runtime.metrics.intake(ReportSource.SENSOR, refusal_code) as counted:
+        return await _create_alert(request, runtime, counted)
+
+
+async def _create_alert(request: Request, runtime: Runtime, counted: IntakeCount) -> Response:
     signed = await read_signed(request, runtime)
     body = parse_json(AlertCreate, signed.body)
     idempotency_key = idempotency.key_of(request)
     location = Location(body.location.lat, body.location.lon, body.location.crs)
     if runtime.db.serialize_writes or idempotency_key is not None:
-        return await _in_unit_of_work(request, runtime, signed, body, location, idempotency_key)
+        return await _in_unit_of_work(
+            request, runtime, counted, signed, body, location, idempotency_key
+        )
     take(request, runtime, "alerts", f"device:{signed.device_id}")
     if body.category not in runtime.categories.codes:
         async with runtime.db.reader() as session:
@@ -88,6 +98,7 @@ async def create_alert(request: Request) -> Response:
         )
     else:
         accepted = replace(sub.accepted, case_id=written.case_id)
+    counted.duplicate = not accepted.created
     return json_answer(_answer(runtime, accepted), 202)
 
 
@@ -103,6 +114,7 @@ def _answer(runtime: Runtime, accepted: Accepted) -> AlertAccepted:
 async def _in_unit_of_work(
     request: Request,
     runtime: Runtime,
+    counted: IntakeCount,
     signed: SignedAlert,
     body: AlertCreate,
     location: Location,
@@ -122,6 +134,7 @@ async def _in_unit_of_work(
             now,
         )
         if claim.replay is not None:
+            counted.duplicate = True
             return claim.replay
         accepted = await submit_alert(
             uow,
@@ -137,4 +150,5 @@ async def _in_unit_of_work(
         )
         answer = _answer(runtime, accepted)
         claim.complete(202, answer)
+    counted.duplicate = not accepted.created
     return json_answer(answer, 202)

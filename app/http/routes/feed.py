@@ -111,12 +111,13 @@ async def feed(
     snapshots = _snapshots(websocket.app.state)
 
     async def pump() -> None:
-        async for page in runtime.hub.stream(flt, since, heartbeat_s=20):
-            if not page:
-                await websocket.send_json({"type": "heartbeat"})
-                continue
-            for start in range(0, len(page), SEND_CHUNK):
-                await send(page[start : start + SEND_CHUNK])
+        with runtime.metrics.subscribed("feed"):
+            async for page in runtime.hub.stream(flt, since, heartbeat_s=20):
+                if not page:
+                    await websocket.send_json({"type": "heartbeat"})
+                    continue
+                for start in range(0, len(page), SEND_CHUNK):
+                    await send(page[start : start + SEND_CHUNK])
 
     async def send(chunk: list[EventEnvelope]) -> None:
         for env, sla in zip(chunk, await snapshots.of(runtime, chunk), strict=True):

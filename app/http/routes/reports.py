@@ -12,6 +12,7 @@ from fastapi.responses import Response, StreamingResponse
 from app import reads
 from app.auth.tokens import Principal, Role
 from app.cases.events import EventEnvelope
+from app.cases.states import ReportSource
 from app.http import idempotency
 from app.http.bodies import json_answer, read_body, read_json
 from app.http.deps import (
@@ -27,6 +28,7 @@ from app.http.deps import (
     stream_caller,
 )
 from app.http.docs import body_docs, errors
+from app.http.errors import refusal_code
 from app.http.idempotency import fingerprint
 from app.http.schemas import FeedbackCreate, FeedbackResult, ReportAccepted, ReportCreate
 from app.intake.service import Location, NewReport, prepare_report
@@ -34,6 +36,7 @@ from app.intake.write import write_submission
 from app.models import Report
 from app.platform.errors import Forbidden, ReportNotFound
 from app.platform.feed import FeedFilter
+from app.platform.metrics import IntakeCount
 from app.reads.schemas import ReportRead
 from app.runtime import Runtime
 from dispatch import commands
@@ -58,9 +61,14 @@ async def create_report(request: Request) -> Response:
     """The hot path of intake, kept flat: no dependencies for FastAPI to walk (the caller,
     the body and the key are read here, documented in `openapi_extra`), and the report, its
     photos, its outbox row and the key's record written in one statement."""
+    runtime: Runtime = request.app.state.runtime
+    with runtime.metrics.intake(ReportSource.RESIDENT, refusal_code) as counted:
+        return await _create_report(request, runtime, counted)
+
+
+async def _create_report(request: Request, runtime: Runtime, counted: IntakeCount) -> Response:
     resident = await check_caller(request, bearer_token(request), (Role.RESIDENT,), "reports")
     idempotency_key = idempotency.key_of(request)
-    runtime: Runtime = request.app.state.runtime
     report, photos = await read_body(
         request, ReportCreate, json_part="report", limits=runtime.settings.intake
     )
@@ -98,7 +106,9 @@ async def create_report(request: Request) -> Response:
         )
     if not await write_submission(runtime.db, sub.report, sub.photos, sub.outbox, record):
         assert record is not None
-        return await idempotency.replay(runtime.db, record)
+        replayed = await idempotency.replay(runtime.db, record)
+        counted.duplicate = True
+        return replayed
     return json_answer(answer, 201)
 
 
@@ -178,8 +188,11 @@ async def report_events(
 
     async def events() -> AsyncIterator[str]:
         yield "retry: 3000\n\n"
-        async for page in runtime.hub.stream(flt, cursor, case_of=case_of_report):
-            yield "".join(_sse(env, for_resident) for env in page) if page else ": keep-alive\n\n"
+        with runtime.metrics.subscribed("sse"):
+            async for page in runtime.hub.stream(flt, cursor, case_of=case_of_report):
+                yield (
+                    "".join(_sse(env, for_resident) for env in page) if page else ": keep-alive\n\n"
+                )
 
     return StreamingResponse(
         events(),

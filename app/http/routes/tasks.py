@@ -64,7 +64,7 @@ async def list_tasks(
         async with runtime.db.reader() as session:
             tasks = await reads.worker_tasks(session, worker.id)
         if wait and not any(t.status == TaskStatus.OFFERED for t in tasks):
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(TimeoutError), runtime.metrics.subscribed("long_poll"):
                 await asyncio.wait_for(offered.wait(), timeout=wait)
                 async with runtime.db.reader() as session:
                     tasks = await reads.worker_tasks(session, worker.id)
