@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -465,3 +466,57 @@ def test_every_family_is_defined_and_documented() -> None:
     for name, kind in FAMILIES.items():
         shown = name + ("_total" if kind == "counter" else "")
         assert shown in readme, f"README's Metrics section should name {shown}"
+
+
+def test_gridflow_api_with_two_workers_counts_both_in_every_scrape(tmp_path: Path) -> None:
+    """The real command: `gridflow api --workers 2` (uvicorn's worker processes), reports
+    spread over both by the kernel, and whichever worker answers a scrape counts them all."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "GRIDFLOW_ENV": "test",
+        "GRIDFLOW_DATA_DIR": str(tmp_path / "data"),
+        "GRIDFLOW_LIMITS__ENABLED": "false",
+        "GRIDFLOW_METRICS__GAUGE_CACHE_S": "0",
+    }
+    for name in ("GRIDFLOW_DB__URL", MULTIPROC_ENV):
+        env.pop(name, None)
+    api = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "api", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=10) as client:
+            for _ in range(300):  # bounded: 60 s for both workers to start
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert api.poll() is None, "gridflow api exited"
+                time.sleep(0.2)
+            token = subprocess.run(
+                [sys.executable, "-m", "app.cli", "token", "issue", "--role", "resident",
+                 "--subject", "alice"],
+                env=env, capture_output=True, text=True, check=True,
+            ).stdout.strip()  # fmt: skip
+            body = {"category": "garbage_overflow", "description": "满了", "location": CITY_POINT}
+            for _ in range(8):
+                # A new connection each time, so both workers take some.
+                r = httpx.post(
+                    f"{base}/v1/reports", json=body, headers={"Authorization": f"Bearer {token}"}
+                )
+                assert r.status_code == 201, r.text
+            for _ in range(4):
+                samples = parse(httpx.get(f"{base}/metrics").text)
+                accepted = value(
+                    samples, "gridflow_intake_total", kind="resident", outcome="accepted"
+                )
+                assert accepted == 8
+    finally:
+        api.terminate()
+        api.wait(timeout=30)
