@@ -127,8 +127,9 @@ def calendar_coverage(settings: CalendarSettings, today: date) -> CalendarStatus
     """Report whether the national calendar covers `today`'s year (and the next, in December).
 
     `today` is the date in the city's time zone (`city_today(settings, clock.now())`). The level
-    is FAILURE when this year is unknown, WARNING when next year is unknown and December has
-    begun, else OK. Pure: reads the library's data (once per process) and nothing else.
+    is FAILURE when this year is unknown (WARNING if the settings list days of that year: the
+    city carries it by hand), WARNING when next year is unknown and December has begun, else
+    OK. Pure: reads the library's data (once per process) and nothing else.
     """
     national = national_calendar(settings)
     year = today.year
@@ -150,7 +151,16 @@ def calendar_coverage(settings: CalendarSettings, today: date) -> CalendarStatus
         f"upgrade {national.package} (a release follows each notice); until then list the "
         "year's days off and make-up days in sla.calendar.holidays and sla.calendar.workdays"
     )
-    if not this_known:
+    listed = {d.year for d in (*settings.holidays, *settings.workdays)}
+    if not this_known and year in listed:
+        # The city did as the message below says: its own list carries the year meanwhile.
+        level = CoverageLevel.WARNING
+        message = (
+            f"the national calendar ({source}) knows {known}, not {year}: this year's days "
+            "off and make-up days are the settings' own (sla.calendar.holidays, workdays); "
+            f"upgrade {national.package} when a release has {year}"
+        )
+    elif not this_known:
         level = CoverageLevel.FAILURE
         message = (
             f"the national calendar ({source}) knows {known}, not {year}: this year's "

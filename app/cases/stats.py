@@ -25,7 +25,7 @@ import io
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import select
@@ -34,9 +34,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.cases.events import EventType
 from app.cases.states import HANDED_BACK, CaseStatus
 from app.models import Case, CaseEvent, Feedback, Task
+from app.platform.errors import ValidationFailed
 from geo import GridIndex, GridLevel, Progress, no_progress
 
 GroupBy = Literal["grid", "street", "department", "category"]
+MAX_SPAN = timedelta(days=366)
+
+
+def check_range(start: datetime, end: datetime) -> None:
+    """The figures cover [start, end): a range of at most MAX_SPAN, in that order."""
+    if not start < end or end - start > MAX_SPAN:
+        raise ValidationFailed("`from` must be before `to`, at most 366 days apart")
 
 
 def nearest_rank(values: list[float], p: float) -> float | None:

@@ -21,7 +21,7 @@ def verify(as_json: bool = JSON_OPTION) -> None:
     s = settings()
 
     async def run() -> dict[str, object]:
-        async with database(s) as db, db.reader() as session:
+        async with database(s, migrate=False) as db, db.reader() as session:
             with progress() as told:
                 result = await check(session, s.audit_key(), told)
         return describe(result)

@@ -45,11 +45,13 @@ def arun(work: Coroutine[Any, Any, T]) -> T:
 
 
 @asynccontextmanager
-async def database(s: Settings) -> AsyncIterator[Database]:
-    """The configured database, migrated to head, disposed of afterwards."""
+async def database(s: Settings, *, migrate: bool = True) -> AsyncIterator[Database]:
+    """The configured database, disposed of afterwards. Commands that write migrate it to head
+    first (as `gridflow db upgrade`); commands that only read leave its schema alone."""
     db = Database(s.database_url)
     try:
-        await db.upgrade()
+        if migrate:
+            await db.upgrade()
         yield db
     finally:
         await db.dispose()
@@ -69,8 +71,13 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def dumps(value: Any) -> str:
+    """JSON for people and scripts alike: indented, dates in ISO 8601."""
+    return json.dumps(value, ensure_ascii=False, indent=2, default=_plain)
+
+
 def print_json(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=2, default=_plain))
+    print(dumps(value))
 
 
 def note(message: str) -> None:

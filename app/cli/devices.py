@@ -84,7 +84,7 @@ def listing(as_json: bool = JSON_OPTION) -> None:
     from app.devices.admin import list_devices
 
     async def run() -> list[dict[str, object]]:
-        async with database(settings()) as db, db.reader() as session:
+        async with database(settings(), migrate=False) as db, db.reader() as session:
             return [d.to_dict() for d in await list_devices(session)]
 
     devices = arun(run())

@@ -106,7 +106,9 @@ def import_(
 
 def group() -> typer.Typer:
     """The command group, built when the command line is read."""
-    commands = typer.Typer(help="Grid sets (GeoJSON FeatureCollections of management grids).")
+    commands = typer.Typer(
+        help="Grid sets (GeoJSON FeatureCollections of management grids).", no_args_is_help=True
+    )
     commands.command("validate")(validate)
     commands.command("import")(import_)
     return commands

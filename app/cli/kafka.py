@@ -13,7 +13,7 @@ def init(as_json: bool = JSON_OPTION) -> None:
     Partitions and replication come from GRIDFLOW_KAFKA__PARTITIONS and
     GRIDFLOW_KAFKA__REPLICATION_FACTOR.
 
-    Example: GRIDFLOW_KAFKA__BOOTSTRAP=kafka:9092 gridflow kafka init --json
+    Example: GRIDFLOW_KAFKA__BOOTSTRAP_SERVERS=kafka:9092 gridflow kafka init --json
     """
     from app.platform.kafka_bus import ensure_topics, physical
     from app.platform.topics import ALL

@@ -58,7 +58,7 @@ def dump() -> None:
     from app.policies import document as policies
 
     async def run() -> Any:
-        async with database(settings()) as db, db.reader() as session:
+        async with database(settings(), migrate=False) as db, db.reader() as session:
             doc = await policies.current(session)
         return doc.model_dump(mode="json")
 

@@ -66,6 +66,10 @@ def progress(stream: TextIO | None = None, *, bar: bool | None = None) -> Iterat
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=Console(file=out),
+        # Lines the command prints go above the bar only when they would share its terminal:
+        # `gridflow demo > out.txt` keeps them in the file.
+        redirect_stdout=sys.stdout.isatty(),
+        redirect_stderr=False,
     ) as bars:
 
         def report(stage: str, done: int, total: int) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import typer
+from sqlalchemy.exc import ArgumentError
 
 from app.cli import (
     audit,
@@ -25,6 +27,8 @@ from app.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, CliError
 from app.platform import logs
 from app.platform.errors import AppError
 from app.platform.settings import Settings
+
+log = logging.getLogger("gridflow.cli")
 
 HELP = """gridflow: reports, grid cells, cases, dispatch, SLA clocks and live progress.
 
@@ -108,10 +112,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     except AppError as exc:
         _fail(exc.detail, _problem_lines(exc.extra))
         return EXIT_BAD_INPUT if exc.status < 500 else EXIT_FAILURE
-    except ValueError as exc:  # settings refused (a missing or short secret, a bad value)
+    except (ValueError, ArgumentError) as exc:  # settings refused: a short secret, a bad URL
         _fail(str(exc))
         return EXIT_BAD_INPUT
-    except (ConnectionError, OSError, TimeoutError) as exc:
+    except Exception as exc:  # a database or broker away, or a bug: one line, and the log
+        log.debug("the command failed", exc_info=exc)
         _fail(f"failed: {type(exc).__name__}: {exc}")
         return EXIT_FAILURE
     return 0

@@ -69,15 +69,16 @@ def api(
     """
     import uvicorn
 
+    from app.platform.metrics import prepare_multiprocess
+
     s = settings()
     s.jwt_secret()
+    # Before anything counts: several workers share one metrics directory, emptied here.
+    prepare_multiprocess(workers)
     if s.auto_migrate:
         asyncio.run(_prepare(s))
     os.environ["GRIDFLOW_RUN_ENGINE"] = "false"
     os.environ["GRIDFLOW_AUTO_MIGRATE"] = "false"
-    from app.platform.metrics import prepare_multiprocess
-
-    prepare_multiprocess(workers)  # several workers: one metrics directory they all write to
     uvicorn.run(
         "app.http.app:create_app",
         factory=True,

@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 import typer
 
-from app.cli.common import CliError, arun, database, note, print_json, settings
+from app.cli.common import CliError, arun, database, dumps, note, settings
 from app.cli.progress import progress
-
-MAX_SPAN = timedelta(days=366)
 
 
 def export(
@@ -35,21 +34,26 @@ def export(
 ) -> None:
     """Export the figures of the cases opened in [from, to): in total and by group.
 
-    The same figures as GET /v1/stats, read straight from the database.
+    The same figures as GET /v1/stats, read straight from the database. A date or time
+    without a zone is the city's (sla.calendar.timezone).
 
     Example: gridflow stats export --from 2026-11-01 --to 2026-12-01 --by street --out nov.csv
     """
     from app.cases import stats
     from app.gridsets.store import LiveGrids
+    from app.platform.errors import ValidationFailed
 
-    finish = _aware(end) if end else datetime.now(UTC)
-    begin = _aware(start) if start else finish - timedelta(days=30)
-    if not begin < finish or finish - begin > MAX_SPAN:
-        raise CliError("--from must be before --to, at most 366 days apart")
     s = settings()
+    city = ZoneInfo(s.sla.calendar.timezone)
+    finish = _aware(end, city) if end else datetime.now(UTC)
+    begin = _aware(start, city) if start else finish - timedelta(days=30)
+    try:
+        stats.check_range(begin, finish)
+    except ValidationFailed as exc:
+        raise CliError("--from must be before --to, at most 366 days apart") from exc
 
     async def run() -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        async with database(s) as db:
+        async with database(s, migrate=False) as db:
             grids = LiveGrids(snap_m=s.geo.snap_m)
             await grids.refresh(db)
             async with db.reader() as session:
@@ -63,12 +67,7 @@ def export(
         text = stats.to_csv(groups, total)
     else:
         body = {"from": begin, "to": finish, "by": by, "groups": groups, "total": total}
-        if out is None:
-            print_json(body)
-            return
-        import json
-
-        text = json.dumps(body, ensure_ascii=False, indent=2, default=str) + "\n"
+        text = dumps(body) + "\n"
     if out is None:
         print(text, end="")
     else:
@@ -76,8 +75,9 @@ def export(
         note(f"{total['received']} cases, {len(groups)} groups written to {out}")
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def _aware(moment: datetime, city: ZoneInfo) -> datetime:
+    """A moment given without a zone is the city's (a day starts at the city's midnight)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=city)
 
 
 def group() -> typer.Typer:

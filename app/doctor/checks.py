@@ -7,8 +7,9 @@ as skipped; only a failed check makes doctor fail.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -48,39 +49,59 @@ class Finding:
         return {"check": self.check, "status": self.status.value, "message": self.message}
 
 
-def _settings(s: Settings) -> list[Finding]:
-    found: list[Finding] = []
+def _secrets(s: Settings) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of the three secrets, read without creating any: outside
+    production a missing signing secret is made on first start, which doctor must not do."""
     problems: list[str] = []
     warnings: list[str] = []
-    try:
-        s.jwt_secret()
-        s.audit_key()
-        s.device_master_key()
-    except ValueError as exc:
-        problems.append(str(exc))
-    if s.env == "production":  # (a missing signing secret is refused above)
-        for explicit, name in (
-            (s.auth.audit_key, "GRIDFLOW_AUTH__AUDIT_KEY"),
-            (s.auth.device_master_key, "GRIDFLOW_AUTH__DEVICE_MASTER_KEY"),
-        ):
-            if explicit is None:
+    explicit = (
+        (s.auth.secret, "GRIDFLOW_AUTH__SECRET"),
+        (s.auth.audit_key, "GRIDFLOW_AUTH__AUDIT_KEY"),
+        (s.auth.device_master_key, "GRIDFLOW_AUTH__DEVICE_MASTER_KEY"),
+    )
+    for value, name in explicit:
+        if value is not None and len(value.get_secret_value()) < 32:
+            problems.append(f"{name} must be at least 32 characters")
+    if s.auth.secret is None:
+        if s.env == "production":
+            problems.append("GRIDFLOW_AUTH__SECRET must be set outside development")
+        elif not _exists(s.data_dir / "jwt-secret"):
+            warnings.append(
+                f"no signing secret yet: {s.data_dir / 'jwt-secret'} is made on first start"
+            )
+    if s.env == "production":
+        for value, name in explicit[1:]:
+            if value is None:
                 warnings.append(f"{name} is derived from the signing secret: rotating it breaks it")
-    try:
-        make_url(s.database_url)
-    except ArgumentError as exc:
-        problems.append(f"GRIDFLOW_DB__URL does not parse: {exc}")
+    return problems, warnings
+
+
+def _exists(path: Path) -> bool:
+    return path.exists()
+
+
+def _settings(s: Settings) -> Finding:
+    problems, warnings = _secrets(s)
+    if not _database_url_parses(s):
+        problems.append("GRIDFLOW_DB__URL does not parse as a database URL")
     if s.bus.kind == "kafka":
         for server in s.kafka.bootstrap_servers.split(","):
             host, _, port = server.strip().rpartition(":")
             if not host or not port.isdigit():
                 problems.append(f"GRIDFLOW_KAFKA__BOOTSTRAP_SERVERS: {server!r} is not host:port")
     if problems:
-        found.append(Finding("settings", Status.FAIL, "; ".join(problems)))
-    elif warnings:
-        found.append(Finding("settings", Status.WARN, "; ".join(warnings)))
-    else:
-        found.append(Finding("settings", Status.OK, f"env {s.env}, secrets present, URLs parse"))
-    return found
+        return Finding("settings", Status.FAIL, "; ".join(problems))
+    if warnings:
+        return Finding("settings", Status.WARN, "; ".join(warnings))
+    return Finding("settings", Status.OK, f"env {s.env}, secrets present, URLs parse")
+
+
+def _database_url_parses(s: Settings) -> bool:
+    try:
+        make_url(s.database_url)
+    except ArgumentError:
+        return False
+    return True
 
 
 async def _revisions(db: Database) -> tuple[str | None, str | None]:
@@ -233,8 +254,8 @@ async def _kafka(s: Settings) -> Finding:
     )
     try:
         async with asyncio.timeout(KAFKA_TIMEOUT_S * 2):
-            await admin.start()
             try:
+                await admin.start()
                 wanted = [physical(s.kafka, t) for t in ALL]
                 existing = set(await admin.list_topics())
                 missing = [t for t in wanted if t not in existing]
@@ -244,7 +265,8 @@ async def _kafka(s: Settings) -> Finding:
                     else []
                 )
             finally:
-                await admin.close()
+                with contextlib.suppress(Exception):  # also after a start that failed
+                    await admin.close()
     except Exception as exc:
         return Finding(
             "kafka",
@@ -278,28 +300,58 @@ async def examine(
     s: Settings, *, now: datetime | None = None, wall: Callable[[], float] = time.time
 ) -> list[Finding]:
     """Every check, in order. `now` is the day the city's calendar is judged on, `wall` this
-    machine's clock (held against the database's)."""
+    machine's clock (held against the database's). A check that raises is a FAIL line, never a
+    traceback: doctor is what one runs when things are broken."""
     today = now or datetime.now(UTC)
-    found = _settings(s)
-    found.append(_calendar(s, today))
+    found = [_settings(s), _guarded("calendar", lambda: _calendar(s, today))]
+    if not _database_url_parses(s):
+        found += [
+            Finding(name, Status.SKIP, "no database to read")
+            for name in ("database", "clock", "grids", "duty", "policies")
+        ]
+    else:
+        found += await _with_database(s, wall)
+    found.append(await _aguarded("kafka", _kafka(s)))
+    return found
+
+
+async def _with_database(s: Settings, wall: Callable[[], float]) -> list[Finding]:
     db = Database(s.database_url)
     try:
-        database = await _database(db)
-        found.append(database)
+        database = await _aguarded("database", _database(db))
         if database.status is Status.FAIL:
-            found += [
+            return [database] + [
                 Finding(name, Status.SKIP, "no database to read")
                 for name in ("clock", "grids", "duty", "policies")
             ]
-        else:
-            found.append(await _clock(db, wall))
-            async with db.reader() as session:
+        found = [database, await _aguarded("clock", _clock(db, wall))]
+        async with db.reader() as session:
+            try:
                 found += await _grids(session)
-                found.append(await _policies(session))
+            except Exception as exc:
+                found += [_failed("grids", exc), Finding("duty", Status.SKIP, "no grids read")]
+            found.append(await _aguarded("policies", _policies(session)))
+        return found
     finally:
         await db.dispose()
-    found.append(await _kafka(s))
-    return found
+
+
+def _failed(check: str, exc: Exception) -> Finding:
+    return Finding(check, Status.FAIL, f"could not check: {type(exc).__name__}: {exc}")
+
+
+def _guarded(check: str, run: Callable[[], Finding]) -> Finding:
+    try:
+        return run()
+    except Exception as exc:
+        return _failed(check, exc)
+
+
+async def _aguarded(check: str, run: Coroutine[Any, Any, Finding]) -> Finding:
+    try:
+        return await run
+    except Exception as exc:
+        return _failed(check, exc)
 
 
 _LEVEL = {CoverageLevel.OK: Status.OK, CoverageLevel.WARNING: Status.WARN}

@@ -17,6 +17,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.http.request_id import request_id_in
+from app.platform import logs
 from app.platform.errors import AppError
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,13 @@ def install(app: FastAPI) -> None:
         return error_response(500, "internal_error", "an internal error occurred")
 
     @app.exception_handler(Exception)
-    async def _bug(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return error_response(500, "internal_error", "an internal error occurred")
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette answers this one outside every middleware, once the request's log context
+        # is gone: the request id comes back from the scope (app/http/request_id.py).
+        rid = request_id_in(request.scope)
+        with logs.bind(request_id=rid):
+            log.exception("unhandled error", exc_info=exc)
+        response = error_response(500, "internal_error", "an internal error occurred")
+        if rid is not None:
+            response.headers["X-Request-ID"] = rid
+        return response

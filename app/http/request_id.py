@@ -16,7 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.platform import logs
 
 HEADER = b"x-request-id"
-_SANE = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
+_SANE = re.compile(rb"[A-Za-z0-9._:/+=-]{1,128}")  # no @: no e-mail address in every line
+STATE_KEY = "request_id"
 
 
 def request_id_of(scope: Scope) -> str:
@@ -24,6 +25,12 @@ def request_id_of(scope: Scope) -> str:
         if name == HEADER and _SANE.fullmatch(value):
             return str(value.decode("ascii"))
     return uuid.uuid4().hex
+
+
+def request_id_in(scope: Scope) -> str | None:
+    """The id `RequestId` gave this request, where its log context has ended."""
+    value = scope.get("state", {}).get(STATE_KEY)
+    return value if isinstance(value, str) else None
 
 
 class RequestId:
@@ -35,6 +42,7 @@ class RequestId:
             await self.app(scope, receive, send)
             return
         rid = request_id_of(scope)
+        scope.setdefault("state", {})[STATE_KEY] = rid  # for the 500 answered outside
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -66,7 +66,9 @@ class Database:
             kwargs["max_overflow"] = 0  # no connection opened and closed per request under load
             kwargs["pool_timeout"] = 10
             kwargs["connect_args"] = {"timeout": 5, "command_timeout": 30}
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        # No statement's parameters in an error's text: it reaches logs and dead letters,
+        # and parameters are what residents wrote.
+        self.engine: AsyncEngine = create_async_engine(url, hide_parameters=True, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self.audit_key = audit_key  # seals case events (app/cases/audit.py)

@@ -117,10 +117,13 @@ def configure(
     for name, quiet in QUIET.items():
         logging.getLogger(name).setLevel(max(quiet, root.level))
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        # Our handler on the root, not uvicorn's own: its lines come out like everyone's.
+        # Our handler on the root, not uvicorn's own: its lines come out like everyone's. A
+        # logger uvicorn silenced (no handler, not propagating: `--access-log` not given, in
+        # a worker process that set up logging before the app) stays silent.
         uv = logging.getLogger(name)
-        uv.handlers.clear()
-        uv.propagate = True
+        if uv.handlers:
+            uv.handlers.clear()
+            uv.propagate = True
 
 
 def configured() -> bool:

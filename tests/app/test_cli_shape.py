@@ -69,8 +69,10 @@ def test_exit_codes(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     capsys.readouterr()
     # No database yet: doctor fails, says why, and creates nothing.
     assert main(["doctor"]) == 1
-    assert "FAIL  database  SQLite, no database file" in capsys.readouterr().out
-    assert not (data_dir / "gridflow.db").exists()
+    out = capsys.readouterr().out
+    assert "FAIL  database  SQLite, no database file" in out
+    assert "WARN  settings  no signing secret yet" in out
+    assert not (data_dir / "gridflow.db").exists() and not (data_dir / "jwt-secret").exists()
     # An empty one has no grids and no policies.
     assert main(["db", "upgrade"]) == 0
     capsys.readouterr()
@@ -167,3 +169,22 @@ def test_nothing_heavy_is_imported_until_a_command_runs() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_broken_settings_are_findings_and_exit_codes_not_tracebacks(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GRIDFLOW_DB__URL", "notaurl")
+    monkeypatch.setenv("GRIDFLOW_SLA__CALENDAR__TIMEZONE", "Mars/Base")
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("FAIL  settings  GRIDFLOW_DB__URL does not parse")
+    assert out[1].startswith("FAIL  calendar  could not check: ZoneInfoNotFoundError")
+    assert out[2].startswith("skip  database")
+    assert main(["db", "upgrade"]) == 2  # a bad setting is bad input
+    assert "URL" in capsys.readouterr().err
+    monkeypatch.delenv("GRIDFLOW_DB__URL")
+    monkeypatch.setenv("GRIDFLOW_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1")  # nobody there
+    assert main(["kafka", "init"]) == 1  # a service away is a failure, said in one line
+    err = capsys.readouterr().err
+    assert "gridflow: failed: KafkaConnectionError" in err and "Traceback" not in err

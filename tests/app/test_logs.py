@@ -10,10 +10,16 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from app.demo import Demo
 from app.platform import logs
+from app.platform.db import Database
 from tests.harness import Harness
 
 
@@ -161,3 +167,46 @@ async def test_a_whole_demo_run_logs_no_secret(h: Harness) -> None:
     assert "eyJ" not in text  # no JWT of any kind
     assert not re.search(r"gfs_[A-Za-z0-9_-]{20}", text)  # no device secret of any kind
     assert "网格员迟迟未到场" not in text  # nor what residents wrote
+
+
+async def test_an_unhandled_error_keeps_its_request_id(h: Harness) -> None:
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    h.app.add_api_route("/v1/broken-for-a-test", broken)
+    with captured("app.http.errors", level=logging.ERROR) as out:
+        r = await h.client.get("/v1/broken-for-a-test", headers={"X-Request-ID": "rid-500"})
+    assert r.status_code == 500 and r.json()["error"] == "internal_error"
+    assert r.headers["x-request-id"] == "rid-500"
+    (line,) = lines(out)
+    assert line["request_id"] == "rid-500" and "RuntimeError: a bug" in line["exc"]
+
+
+def test_a_silenced_access_log_stays_silent() -> None:
+    access = logging.getLogger("uvicorn.access")
+    before = (list(access.handlers), access.propagate)
+    root = logging.getLogger()
+    kept = (root.level, list(root.handlers))
+    try:
+        access.handlers, access.propagate = [], False  # uvicorn without --access-log
+        logs.configure(stream=io.StringIO())
+        assert not access.propagate and not access.hasHandlers()
+        access.handlers = [logging.StreamHandler(io.StringIO())]  # uvicorn's own formatting
+        logs.configure(stream=io.StringIO())
+        assert access.propagate and not access.handlers  # ours, through the root
+    finally:
+        access.handlers, access.propagate = before
+        for handler in [x for x in root.handlers if x not in kept[1]]:
+            root.removeHandler(handler)
+        root.setLevel(kept[0])
+
+
+async def test_a_failed_statement_does_not_carry_what_was_written(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    try:
+        async with db.engine.connect() as conn:
+            with pytest.raises(DBAPIError) as failed:
+                await conn.execute(text("SELECT no_such_column, :what"), {"what": "李四 138"})
+    finally:
+        await db.dispose()
+    assert "no_such_column" in str(failed.value) and "李四" not in str(failed.value)

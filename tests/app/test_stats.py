@@ -21,9 +21,10 @@ import asyncio
 import csv
 import io
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -252,6 +253,13 @@ async def test_every_figure_on_a_hand_computed_history(
     exported = json.loads(out.read_text(encoding="utf-8"))
     assert exported["total"] == TOTAL and len(exported["groups"]) == len(rows) - 1
     assert "4 cases" in capsys.readouterr().err
+    # A date or time without a zone is the city's.
+    city = ZoneInfo(h.settings.sla.calendar.timezone)
+    local = [datetime.fromisoformat(window[k]).astimezone(city) for k in ("from", "to")]
+    naive = [t.replace(tzinfo=None).isoformat() for t in local]
+    args = ["stats", "export", "--from", naive[0], "--to", naive[1], "--by", "category"]
+    assert await asyncio.to_thread(main, args) == 0
+    assert list(csv.DictReader(io.StringIO(capsys.readouterr().out))) == rows
     reversed_range = ["stats", "export", "--from", window["to"], "--to", window["from"]]
     assert await asyncio.to_thread(main, reversed_range) == 2
 

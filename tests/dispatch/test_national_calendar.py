@@ -185,6 +185,16 @@ def test_coverage_of_this_year_and_the_next(
         assert "chinese-calendar" in status.message
 
 
+def test_a_year_the_city_lists_by_hand_is_a_warning_not_a_failure() -> None:
+    # As the failure's message says: the city lists the year's days until a release has them.
+    listed = CalendarSettings(holidays=[date(UNKNOWN, 1, 1)], workdays=[date(UNKNOWN, 1, 31)])
+    status = calendar_coverage(listed, date(UNKNOWN, 1, 4))
+    assert status.level is CoverageLevel.WARNING and not status.this_year_known
+    assert "the settings' own" in status.message
+    other = CalendarSettings(holidays=[date(UNKNOWN - 1, 10, 1)])  # another year's: no help
+    assert calendar_coverage(other, date(UNKNOWN, 1, 4)).level is CoverageLevel.FAILURE
+
+
 def test_no_national_calendar_is_reported_as_chosen() -> None:
     status = calendar_coverage(CalendarSettings(national="none"), date(UNKNOWN, 3, 1))
     assert status.level is CoverageLevel.OK

@@ -13,10 +13,8 @@ from app.cases import stats
 from app.http.deps import Operator, Reader, RuntimeDep, limit
 from app.http.docs import errors
 from app.http.schemas import StatsFigures, StatsRead
-from app.platform.errors import ValidationFailed
 
 router = APIRouter(prefix="/v1", tags=["operations"])
-MAX_SPAN = timedelta(days=366)
 
 
 @router.get(
@@ -43,8 +41,7 @@ async def read_stats(
 ) -> StatsRead | Response:
     end = end or runtime.clock.now()
     start = start or end - timedelta(days=30)
-    if not start < end or end - start > MAX_SPAN:
-        raise ValidationFailed("`from` must be before `to`, at most 366 days apart")
+    stats.check_range(start, end)
     groups, total = await stats.compute(
         session, start=start, end=end, by=by, index=runtime.grids.index
     )
