@@ -26,6 +26,7 @@ from app.platform.metrics_listener import MetricsListener
 from app.platform.relay import OutboxRelay
 from app.platform.settings import Settings
 from app.platform.shutdown import bounded
+from app.platform.tracing import Tracing
 from app.policies.categories import CategoryCache
 from app.seed import seed_categories, seed_demo_city
 from dispatch.context import DispatchContext
@@ -76,6 +77,7 @@ class Runtime:
         self.categories = CategoryCache()
         self.photos = PhotoStore(s.photo_dir)
         self.ctx = DispatchContext(clock=self.clock, grids=self.grids, sla=s.sla)
+        self.tracing = Tracing(s.tracing)  # off unless tracing.enabled
         self.hub = FeedHub(self.db, poll_s=s.bus.poll_interval_s)
         self.metrics = Metrics(s.metrics, self.clock, bus=s.bus.kind)
         self.db.on_events(self.metrics.observe_events)
@@ -92,6 +94,7 @@ class Runtime:
                 outbox_keep_s=s.bus.outbox_keep_s,
                 prune_interval_s=s.bus.outbox_prune_interval_s,
                 batch_size=s.bus.batch_size,
+                tracing=self.tracing,
             )
             if s.run_engine
             else None
@@ -179,3 +182,5 @@ class Runtime:
         await bounded("the bus", self.bus.stop(), 5.0)
         await bounded("closing database connections", self.db.dispose(), 8.0)
         self.metrics.close()
+        # Spans still buffered go out now (a collector that is away: at most its timeout).
+        await bounded("exporting traces", asyncio.to_thread(self.tracing.shutdown), 5.0)

@@ -24,7 +24,9 @@ from app.platform.bus import Bus, Consumer, EmbeddedBus, Message, start_consumer
 from app.platform.db import Database
 from app.platform.outbox import prune_idempotency_keys, prune_outbox
 from app.platform.processed import record_new
+from app.platform.settings import TracingSettings
 from app.platform.shutdown import bounded
+from app.platform.tracing import Tracing
 from app.platform.uow import UnitOfWork
 from dispatch import commands, sla
 from dispatch.batch import SlotsTaken
@@ -64,7 +66,9 @@ class Engine:
         batch_size: int = 500,
         outbox_keep_s: int = 24 * 3600,
         prune_interval_s: float = 600,
+        tracing: Tracing | None = None,
     ) -> None:
+        self.tracing = tracing or Tracing(TracingSettings())  # off unless given
         self.batch_size = batch_size
         self.outbox_keep_s = outbox_keep_s
         self.prune_interval_s = prune_interval_s
@@ -119,10 +123,17 @@ class Engine:
 
     async def process(self, message: Message) -> bool:
         """Apply one message in one transaction. False if it had been applied before."""
-        async with self.db.transaction() as uow:
-            return await self._apply(uow, message)
+        with self.tracing.consumer("dispatch one", [message.value.get("trace")]):
+            async with self.db.transaction() as uow:
+                return await self._apply(uow, message)
 
     async def process_batch(self, messages: list[Message]) -> int:
+        """`_process_batch` in a span of its own, child of (or linked to) the requests that
+        wrote the messages, when tracing is on."""
+        with self.tracing.consumer("dispatch batch", [m.value.get("trace") for m in messages]):
+            return await self._process_batch(messages)
+
+    async def _process_batch(self, messages: list[Message]) -> int:
         """Apply a fetched batch as one unit of work, in a fixed number of statements: the
         event ids recorded in one INSERT (repeats skipped), the reports dispatched together
         (dispatch/batch.py). A batch that finds a worker's slot taken by another dispatcher

@@ -61,6 +61,7 @@ class EventEnvelope(BaseModel):
     category: str | None = None
     cursor: int | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+    trace: str | None = None  # the W3C traceparent of the request that wrote it, when traced
 
 
 class ReportReceivedData(BaseModel):

@@ -30,6 +30,7 @@ from app.http.routes import (
 )
 from app.http.schemas import AlertCreate, FeedbackCreate, GridCollection, ReportCreate, ResolveBody
 from app.http.security import SecurityHeaders
+from app.http.tracing import Traced
 from app.platform import logs, redact
 from app.platform.clock import Clock, SystemClock
 from app.platform.settings import Settings
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             trust_forwarded=settings.limits.trust_forwarded_for,
         )
     app.add_middleware(SecurityHeaders, hsts=settings.http.hsts)
+    app.add_middleware(Traced)  # a server span, when tracing is on
     app.add_middleware(RequestId)  # outermost: every line of a request carries its id
     for router in ROUTERS:
         app.include_router(router)

@@ -32,6 +32,7 @@ from app.platform import topics
 from app.platform.clock import Clock
 from app.platform.db import Database
 from app.platform.errors import OutsideServiceArea, UnknownCategory
+from app.platform.tracing import traceparent
 from app.platform.uow import UnitOfWork
 from app.policies.categories import CategoryCache
 from geo import CRS, Grid, GridIndex, to_wgs84
@@ -108,6 +109,7 @@ def _received(
         grid=grid_code,
         category=category,
         data=data.model_dump(),
+        trace=traceparent(),
     )
 
 

@@ -262,6 +262,20 @@ class LogSettings(BaseModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class TracingSettings(BaseModel):
+    """OpenTelemetry traces across API -> Kafka -> dispatcher: off unless enabled."""
+
+    enabled: bool = Field(default=False, description="record and export traces")
+    otlp_endpoint: str | None = Field(
+        default="http://127.0.0.1:4318/v1/traces",
+        description="where spans go (OTLP over HTTP, protobuf); none: nowhere (tests)",
+    )
+    service_name: str = "gridflow"
+    sample_ratio: float = Field(
+        default=1.0, ge=0, le=1, description="share of traces started here that are kept"
+    )
+
+
 class LimitSettings(BaseModel):
     enabled: bool = True
     per_address: Bucket = Field(
@@ -330,6 +344,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
+    tracing: TracingSettings = TracingSettings()
 
     @property
     def database_url(self) -> str:
