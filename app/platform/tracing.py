@@ -70,14 +70,13 @@ class Tracing:
 
         carrier = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
         parent = _propagator().extract(carrier)
-        with self._tracer.start_as_current_span(
-            method, context=parent, kind=SpanKind.SERVER, attributes={"http.method": method}
-        ) as span:
-            token = _traceparent.set(_format(span))
-            try:
-                yield span
-            finally:
-                _traceparent.reset(token)
+        with (
+            self._tracer.start_as_current_span(
+                method, context=parent, kind=SpanKind.SERVER, attributes={"http.method": method}
+            ) as span,
+            _carried(span),
+        ):
+            yield span
 
     @contextmanager
     def consumer(self, name: str, parents: Sequence[str | None]) -> Iterator[Any]:
@@ -101,23 +100,32 @@ class Tracing:
             if len(contexts) == 1
             else None
         )
-        with self._tracer.start_as_current_span(
-            name,
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            links=[Link(c) for c in contexts] if len(contexts) > 1 else (),
-            attributes={"messaging.batch.message_count": len(parents)},
-        ) as span:
-            token = _traceparent.set(_format(span))
-            try:
-                yield span
-            finally:
-                _traceparent.reset(token)
+        with (
+            self._tracer.start_as_current_span(
+                name,
+                context=parent,
+                kind=SpanKind.CONSUMER,
+                links=[Link(c) for c in contexts] if len(contexts) > 1 else (),
+                attributes={"messaging.batch.message_count": len(parents)},
+            ) as span,
+            _carried(span),
+        ):
+            yield span
 
     def shutdown(self) -> None:
         """Export what is buffered and stop (a process's clean stop)."""
         if self._provider is not None:
             self._provider.shutdown()
+
+
+@contextmanager
+def _carried(span: Any) -> Iterator[None]:
+    """`span`'s traceparent is what envelopes written inside the block carry."""
+    token = _traceparent.set(_format(span))
+    try:
+        yield
+    finally:
+        _traceparent.reset(token)
 
 
 def _propagator() -> Any:

@@ -18,10 +18,8 @@ from app.demo import Demo
 from tests.harness import Harness
 
 
-async def test_the_demo_shows_warnings_breaches_and_escalations(
-    h: Harness, capsys: pytest.CaptureFixture[str]
-) -> None:
-    demo = Demo(h.settings, h.base_url, cases=6, timeout_s=60, clock=h.clock.now)
+async def run_on_the_harness_clock(h: Harness, demo: Demo) -> int:
+    """Run `demo` against `h`, moving the harness's clock as the module docstring says."""
 
     async def tick() -> None:
         for _ in range(3000):  # bounded: at most 300 simulated seconds
@@ -35,11 +33,19 @@ async def test_the_demo_shows_warnings_breaches_and_escalations(
 
     ticker = asyncio.create_task(tick())
     try:
-        assert await demo.run() == 0
+        return await demo.run()
     finally:
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
+
+
+async def test_the_demo_shows_warnings_breaches_and_escalations(
+    h: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo = Demo(h.settings, h.base_url, cases=6, timeout_s=60, clock=h.clock.now)
+
+    assert await run_on_the_harness_clock(h, demo) == 0
     out = capsys.readouterr().out
     assert "all 9 cases reached closed" in out  # 6 residents, 2 cameras, the drill
     drill = [line for line in out.splitlines() if "sla_drill" in line]

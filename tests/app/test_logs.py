@@ -3,7 +3,6 @@ secret, token, device secret or report text in any line of a whole demo run."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import json
@@ -20,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from app.demo import Demo
 from app.platform import logs
 from app.platform.db import Database
+from tests.app.test_demo import run_on_the_harness_clock
 from tests.harness import Harness
 
 
@@ -126,16 +126,6 @@ async def test_a_whole_demo_run_logs_no_secret(h: Harness) -> None:
 
     demo.token = remembered  # type: ignore[method-assign]
 
-    async def tick() -> None:
-        for _ in range(3000):  # bounded: at most 300 simulated seconds
-            others = demo.our_cases - demo.drill_cases
-            if demo.drill_cases and others and others <= demo.closed:
-                h.clock.advance(1)
-                await h.sweep()
-            else:
-                h.clock.advance(0.1)
-            await asyncio.sleep(0.1)
-
     # At the level gridflow runs at (info; debug is for a developer's machine: libraries print
     # SQL parameters there), the server's and gridflow's lines.
     info = logging.INFO
@@ -143,13 +133,7 @@ async def test_a_whole_demo_run_logs_no_secret(h: Harness) -> None:
         captured(level=info) as root,
         captured("uvicorn.access", "uvicorn.error", level=info) as server,
     ):
-        ticker = asyncio.create_task(tick())
-        try:
-            assert await demo.run() == 0
-        finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+        assert await run_on_the_harness_clock(h, demo) == 0
     text = root.getvalue() + server.getvalue()
     lines(root)  # every line of gridflow's is JSON
     assert len(lines(server)) > 20  # a line a request: the whole run is in there
