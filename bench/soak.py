@@ -84,11 +84,15 @@ class Soak:
         self.server = server
         self.secret = secret
         self.base = f"http://127.0.0.1:{PORT}"
-        self.http = httpx.AsyncClient(
-            base_url=self.base, timeout=60, limits=httpx.Limits(max_connections=500)
-        )
+        # Idle connections are dropped well before the server's keep-alive timeout (uvicorn:
+        # 5 s, httpx's own default too): at equal timeouts a request now and then goes out on
+        # a connection the server is closing and fails without reaching it.
+        limits = httpx.Limits(max_connections=500, keepalive_expiry=2)
+        self.http = httpx.AsyncClient(base_url=self.base, timeout=60, limits=limits)
         # The feed clients' streams on connections of their own.
-        self.streams = httpx.AsyncClient(base_url=self.base, timeout=60)
+        self.streams = httpx.AsyncClient(
+            base_url=self.base, timeout=60, limits=httpx.Limits(keepalive_expiry=2)
+        )
         self.rng = random.Random(args.seed)
         self.answers: Counter[str] = Counter()  # "kind status" -> count
         self.failures: Counter[str] = Counter()  # "kind ExceptionName" -> count
@@ -353,12 +357,14 @@ class Soak:
         self.stop_at = started + args.minutes * 60
         feed = asyncio.create_task(self.operations_feed())
         self.dashboards = [Dashboard(self, f"dashboard-{n}", n) for n in range(args.dashboards)]
-        loops = [asyncio.create_task(d.run()) for d in self.dashboards]
-        loops += [
+        screens = [asyncio.create_task(d.run()) for d in self.dashboards]
+        phones = [asyncio.create_task(self.phone(n)) for n in range(len(self.phones))]
+        loops = [
+            *screens,
+            *phones,
             asyncio.create_task(self.paced(args.report_rate, self.report)),
             asyncio.create_task(self.paced(args.alert_rate, self.alert)),
             asyncio.create_task(self.paced(args.read_rate, self.operator_read)),
-            *(asyncio.create_task(self.phone(n)) for n in range(len(self.phones))),
         ]
         samples: list[dict[str, Any]] = []
         for _ in range(int(args.minutes * 60 / args.sample_s) + 2):
@@ -368,17 +374,20 @@ class Soak:
             if remaining <= 0:
                 break
             await asyncio.sleep(min(args.sample_s, remaining))
-        # The traffic stops; what is in flight finishes (bounded), the feeds catch up (bounded).
+        # The traffic stops; what is in flight finishes, long polls included (a request cut
+        # off by the server's stop is not what this measures), and the feeds catch up; each
+        # wait bounded.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(60):
                 while self.agents:
                     await asyncio.wait(set(self.agents))
+                await asyncio.gather(*phones)
         newest = await self.server.newest_event()
         for d in self.dashboards:
             d.target = newest
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(30):
-                await asyncio.gather(*loops[: len(self.dashboards)])
+                await asyncio.gather(*screens)
         samples.append(await self.sample(started))
         for task in (feed, *loops, *self.agents):
             task.cancel()

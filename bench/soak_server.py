@@ -122,7 +122,8 @@ class Server:
         if self.pg is None:
             return {}
         rows = await self.pg.fetch(
-            """SELECT coalesce(wait_event_type || ':' || wait_event, state, 'none') AS what,
+            """SELECT coalesce(state, 'none')
+                      || coalesce(' (' || wait_event_type || ':' || wait_event || ')', '') AS what,
                       count(*) AS n
                FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()
                GROUP BY 1""",
