@@ -132,6 +132,9 @@ class Harness:
             log_level=self.log_level,
             lifespan="on",
             timeout_graceful_shutdown=1,
+            # Longer than the clients' idle expiry (httpx: 5 s), so no client reuses a
+            # connection at the moment the server closes it (a ReadError under load).
+            timeout_keep_alive=30,
         )
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())

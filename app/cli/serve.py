@@ -88,6 +88,9 @@ def api(
         log_config=None,  # each worker sets up gridflow's logging in create_app
         access_log=access_log,
         timeout_graceful_shutdown=10,
+        # Longer than a proxy's or a client's idle expiry, so neither reuses a connection just
+        # as the server closes it (a 502 at the proxy, a ReadError at the client).
+        timeout_keep_alive=75,
         proxy_headers=True,
     )
 

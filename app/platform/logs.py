@@ -91,7 +91,17 @@ class PeopleLines(logging.Formatter):
 
 
 class _Ours(logging.StreamHandler):  # type: ignore[type-arg]
-    """The handler `configure` installs (and replaces when called again)."""
+    """The handler `configure` installs (and replaces when called again). Given no stream, it
+    writes to whatever `sys.stderr` is at each line (a test runner swaps it per test)."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        super().__init__(stream if stream is not None else sys.stderr)
+        self._follow = stream is None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._follow:
+            self.stream = sys.stderr
+        super().emit(record)
 
 
 def configure(
@@ -109,7 +119,7 @@ def configure(
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Ours)]:
         root.removeHandler(old)
-    handler = _Ours(out)
+    handler = _Ours(stream)
     handler.setFormatter(PeopleLines() if people else JsonLines())
     handler.addFilter(RedactCredentials())
     root.addHandler(handler)
