@@ -173,18 +173,28 @@ _STAMP = re.compile(r"^[\d-]+ [\d:,]+ ")
 
 
 def read_logs(logs: dict[str, Path]) -> dict[str, Any]:
-    """Tracebacks, ERROR and WARNING lines in the server logs (the access log aside)."""
+    """Tracebacks, errors and warnings in the server logs (the access log aside): gridflow's
+    JSON lines (a traceback rides in `exc`), and plain lines from before its logging starts."""
     tracebacks = 0
     errors: Counter[str] = Counter()
     warnings: Counter[str] = Counter()
     for name, path in logs.items():
         for line in path.read_text(errors="replace").splitlines():
-            if line.startswith("Traceback (most recent call last)"):
-                tracebacks += 1
-            text = _STAMP.sub("", line)[:160]
-            if text.startswith("ERROR") or " ERROR " in line:
+            if line.startswith("{"):
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    record = {}
+                level = str(record.get("level", "")).upper()
+                text = f"{level} {record.get('logger', '')} {record.get('message', '')}"[:160]
+                tracebacks += "exc" in record
+            else:
+                tracebacks += line.startswith("Traceback (most recent call last)")
+                text = _STAMP.sub("", line)[:160]
+                level = text.split(":", 1)[0].split(" ", 1)[0]
+            if level == "ERROR":
                 errors[f"{name}: {text}"] += 1
-            elif text.startswith("WARNING"):
+            elif level == "WARNING":
                 warnings[f"{name}: {text}"] += 1
     return {
         "tracebacks": tracebacks,
