@@ -156,7 +156,12 @@ def test_a_terminal_gets_a_bar() -> None:
     assert "storing grids" in text and "10/10" in text
 
 
-def test_shell_completion_script(capsys: pytest.CaptureFixture[str]) -> None:
+def test_shell_completion_script(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Typer detects the shell from the parent process, and takes no shell name unless detection
+    # is off: with no shell above the test run (a detached CI job) it would find none.
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
     assert main(["--show-completion", "bash"]) == 0
     assert "_GRIDFLOW_COMPLETE" in capsys.readouterr().out
 
