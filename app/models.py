@@ -323,6 +323,7 @@ class CaseEvent(Base):
     actor: Mapped[str] = mapped_column(String(128))
     grid_code: Mapped[str] = mapped_column(String(20))
     category: Mapped[str] = mapped_column(String(64))
+    department: Mapped[str | None] = mapped_column(String(64))  # the case's queue: for scopes
     data: Mapped[dict[str, Any]]
     prev_hash: Mapped[str | None] = mapped_column(String(64))  # see app/cases/audit.py
     hash: Mapped[str | None] = mapped_column(String(64))
