@@ -55,6 +55,7 @@ class Runtime:
             jwks_issuer=s.auth.jwks_issuer,
             jwks_audience=s.auth.jwks_audience,
             role_claim=s.auth.role_claim,
+            scope_claim=s.auth.scope_claim,
         )
         embedded = s.bus.kind == "embedded"
         self.db = Database(

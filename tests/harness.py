@@ -22,6 +22,7 @@ import uvicorn
 from PIL import Image
 from sqlalchemy import func, select
 
+from app.auth.scopes import parse_scope
 from app.auth.tokens import Role, issue_token
 from app.devices.keys import sign
 from app.http.app import create_app
@@ -157,7 +158,8 @@ class Harness:
             await asyncio.wait_for(self._task, timeout=15)
 
     # --- identities -------------------------------------------------------------------------
-    def token(self, role: Role | str, subject: str) -> str:
+    def token(self, role: Role | str, subject: str, scope: str | None = None) -> str:
+        """One of gridflow's own tokens; `scope` (`street:330106001`...) for a scoped one."""
         auth = self.settings.auth
         return issue_token(
             self.runtime.secret,
@@ -167,23 +169,28 @@ class Harness:
             audience=auth.audience,
             now=datetime.now(UTC),
             ttl_s=3600,
+            scope=parse_scope(scope) if scope else None,
         )
 
-    def auth(self, role: Role | str, subject: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(role, subject)}"}
+    def auth(self, role: Role | str, subject: str, scope: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(role, subject, scope)}"}
 
-    async def ticket(self, role: Role | str, subject: str) -> str:
+    async def ticket(self, role: Role | str, subject: str, scope: str | None = None) -> str:
         """A single-use stream ticket, asked for as a client does."""
-        r = await self.client.post("/v1/tickets", headers=self.auth(role, subject))
+        r = await self.client.post("/v1/tickets", headers=self.auth(role, subject, scope))
         assert r.status_code == 200, r.text
         ticket: str = r.json()["ticket"]
         return ticket
 
     async def feed_url(
-        self, role: Role | str = "operator", subject: str = "ops", **query: Any
+        self,
+        role: Role | str = "operator",
+        subject: str = "ops",
+        scope: str | None = None,
+        **query: Any,
     ) -> str:
         """The WebSocket feed's URL with a fresh ticket and `query` (since=, grid=, ...)."""
-        params = {"ticket": await self.ticket(role, subject), **query}
+        params = {"ticket": await self.ticket(role, subject, scope), **query}
         return self.base_url.replace("http", "ws") + "/v1/feed?" + urlencode(params)
 
     def device(self, device_id: str = "cam-001") -> dict[str, Any]:

@@ -159,6 +159,14 @@ class AuthSettings(BaseModel):
     jwks_issuer: str | None = Field(default=None, description="iss of the provider's tokens")
     jwks_audience: str | None = Field(default=None, description="aud of the provider's tokens")
     role_claim: str = Field(default="role", description="the claim that carries the role")
+    scope_claim: str = Field(
+        default="gridflow_scope",
+        min_length=1,
+        description="The claim of the provider's tokens that limits an operator or admin to a "
+        "district, street, community or department (`street:330106001`, `department:roads`); "
+        "absent: the whole city. Not OAuth's `scope`, which lists other things. gridflow's own "
+        "tokens always use `gridflow_scope`.",
+    )
     token_ttl_s: int = Field(
         default=12 * 3600,
         gt=0,
