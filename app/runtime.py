@@ -56,6 +56,7 @@ class Runtime:
             jwks_audience=s.auth.jwks_audience,
             role_claim=s.auth.role_claim,
             scope_claim=s.auth.scope_claim,
+            scope_required=s.auth.scope_required,
         )
         embedded = s.bus.kind == "embedded"
         self.db = Database(

@@ -26,10 +26,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from sqlalchemy import ColumnElement, and_
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.models import Case, CaseEvent, Worker
 from app.platform.errors import Forbidden
 
+CITY = "city"  # the claim's value for a city-wide token, where the claim is required
 SCOPE_CLAIM = "gridflow_scope"  # the claim of gridflow's own tokens (the provider's: settings)
 
 
@@ -41,7 +43,7 @@ class ScopeKind(StrEnum):
 
 
 AREA_DIGITS = {ScopeKind.DISTRICT: 6, ScopeKind.STREET: 9, ScopeKind.COMMUNITY: 12}
-DEPARTMENT_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # as the policy document spells them
+DEPARTMENT_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # as the policy document spells them
 
 
 class InvalidScope(ValueError):
@@ -52,6 +54,23 @@ class OutsideScope(Forbidden):
     """A filter naming an area or department the caller's scope does not reach."""
 
     code = "outside_scope"
+
+
+UNIT_DIGITS = 15  # the longest unit grid code (CJ/T 213: 14 or 15 digits)
+
+
+def under_prefix(column: InstrumentedAttribute[str], prefix: str) -> ColumnElement[bool]:
+    """`column` starts with the digit prefix `prefix`, spelt so an index can serve it.
+
+    `LIKE 'p%'` alone uses a PostgreSQL btree index only under the C collation (or a
+    pattern_ops index). Grid codes are digits, and digit strings sort the same in every
+    collation, so every code under the prefix lies in [prefix, prefix + 9…9] and the range
+    narrows the scan; the LIKE keeps the answer exact whatever else the column holds."""
+    like = column.startswith(prefix, autoescape=True)
+    if not (prefix.isascii() and prefix.isdigit()) or len(prefix) >= UNIT_DIGITS:
+        return like
+    upper = prefix + "9" * (UNIT_DIGITS - len(prefix))
+    return and_(column >= prefix, column <= upper, like)
 
 
 @dataclass(frozen=True)
@@ -85,20 +104,20 @@ class Scope:
     def cases(self) -> ColumnElement[bool]:
         """The predicate on `cases` rows inside the scope."""
         if self.is_area:
-            return Case.grid_code.startswith(self.code, autoescape=True)
+            return under_prefix(Case.grid_code, self.code)
         return Case.department == self.code
 
     def events(self) -> ColumnElement[bool]:
         """The predicate on `case_events` rows (which carry their case's grid and queue)."""
         if self.is_area:
-            return CaseEvent.grid_code.startswith(self.code, autoescape=True)
+            return under_prefix(CaseEvent.grid_code, self.code)
         return CaseEvent.department == self.code
 
     def workers(self) -> ColumnElement[bool]:
         if self.is_area:
             return and_(
                 Worker.department.is_(None),
-                Worker.grid_code.startswith(self.code, autoescape=True),
+                under_prefix(Worker.grid_code, self.code),
             )
         return Worker.department == self.code
 
@@ -143,7 +162,7 @@ def parse_scope(value: object) -> Scope:
         known = ", ".join(k.value for k in ScopeKind)
         raise InvalidScope(f"unknown scope kind {kind_text!r}: one of {known}") from exc
     if kind is ScopeKind.DEPARTMENT:
-        if not DEPARTMENT_CODE.match(code):
+        if not DEPARTMENT_CODE.fullmatch(code):
             raise InvalidScope(f"{code!r} is not a department code (lowercase, e.g. roads)")
     elif not (code.isascii() and code.isdigit() and len(code) == AREA_DIGITS[kind]):
         raise InvalidScope(f"a {kind.value} code is {AREA_DIGITS[kind]} digits, not {code!r}")
@@ -155,7 +174,7 @@ def case_reach(scope: Scope | None, *, grid: str | None) -> ColumnElement[bool] 
     all); OutsideScope for a filter wholly outside it."""
     where: ColumnElement[bool] | None = None
     if grid:
-        where = Case.grid_code.startswith(grid, autoescape=True)
+        where = under_prefix(Case.grid_code, grid)
     if scope is not None:
         scope.check_area(grid)
         where = scope.cases() if where is None else and_(where, scope.cases())

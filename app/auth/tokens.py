@@ -10,7 +10,7 @@ from typing import Any
 
 import jwt
 
-from app.auth.scopes import SCOPE_CLAIM, InvalidScope, Scope, parse_scope
+from app.auth.scopes import CITY, SCOPE_CLAIM, InvalidScope, Scope, parse_scope
 from app.platform.errors import ServiceUnavailable, Unauthorized
 
 
@@ -96,6 +96,7 @@ class TokenVerifier:
         jwks_audience: str | None = None,
         role_claim: str = "role",
         scope_claim: str = SCOPE_CLAIM,
+        scope_required: bool = False,
     ) -> None:
         self.secret = secret
         self.issuer, self.audience = issuer, audience
@@ -103,6 +104,7 @@ class TokenVerifier:
         self.jwks_audience = jwks_audience or audience
         self.role_claim = role_claim
         self.scope_claim = scope_claim
+        self.scope_required = scope_required
         self.jwks = (
             jwt.PyJWKClient(jwks_url, cache_jwk_set=True, lifespan=300, timeout=5)
             if jwks_url
@@ -199,7 +201,15 @@ class TokenVerifier:
 
     def _scope(self, claims: dict[str, Any], *, own: bool, role: Role) -> Scope | None:
         raw = claims.get(SCOPE_CLAIM if own else self.scope_claim)
+        if raw == CITY:
+            return None
         if raw is None:
+            if not own and self.scope_required and role in STAFF:
+                # a provider that forgot the claim (or a renamed claim) must not make a street
+                # operator city-wide: with scope_required, city-wide says so itself
+                raise Unauthorized(
+                    f"token has no {self.scope_claim} claim; a city-wide operator's says {CITY!r}"
+                )
             return None
         try:
             scope = parse_scope(raw)

@@ -167,6 +167,12 @@ class AuthSettings(BaseModel):
         "absent: the whole city. Not OAuth's `scope`, which lists other things. gridflow's own "
         "tokens always use `gridflow_scope`.",
     )
+    scope_required: bool = Field(
+        default=False,
+        description="Refuse (401) a provider's operator or admin token without the scope "
+        "claim; a city-wide one then carries `city`. Turn on once the provider sends the claim: "
+        "a forgotten or renamed claim then fails closed instead of reaching the whole city.",
+    )
     token_ttl_s: int = Field(
         default=12 * 3600,
         gt=0,

@@ -173,3 +173,32 @@ async def test_provider_scopes_limit_and_malformed_ones_are_refused(
         # the provider's claim name is for the provider's tokens: gridflow's own keep theirs
         own = city.token("admin", "local-admin", "street:330106001")
         assert (await policies(own))[0] == 403
+
+
+async def test_a_required_scope_claim_fails_closed(configured: Configured, jwks_url: str) -> None:
+    auth = {
+        "jwks_url": jwks_url,
+        "jwks_issuer": ISSUER,
+        "jwks_audience": AUDIENCE,
+        "scope_required": True,
+    }
+    async with configured(auth=auth) as city:
+        # a staff token the provider sent without the claim (a forgotten mapper, a renamed
+        # claim) is refused, not city-wide
+        r = await city.client.get(
+            "/v1/cases", headers={"Authorization": f"Bearer {token(RSA_KEY, 'RS256', 'rsa-1')}"}
+        )
+        assert r.status_code == 401 and "gridflow_scope" in r.json()["detail"]
+        assert await status(city, token(RSA_KEY, "RS256", "rsa-1", gridflow_scope=None)) == 401
+        # city-wide says so; a scope still limits
+        assert await status(city, token(RSA_KEY, "RS256", "rsa-1", gridflow_scope="city")) == 200
+        street = token(EC_KEY, "ES256", "ec-1", gridflow_scope="street:330106001")
+        assert await status(city, street) == 200
+        # residents and workers carry no scope: nothing required of them
+        resident = token(RSA_KEY, "RS256", "rsa-1", role="resident")
+        r = await city.client.get(
+            "/v1/reports/none", headers={"Authorization": f"Bearer {resident}"}
+        )
+        assert r.status_code == 404
+        # gridflow's own tokens are unchanged: no claim is city-wide
+        assert await status(city, city.token("operator", "local-op")) == 200

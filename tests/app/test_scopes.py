@@ -62,6 +62,7 @@ def test_scopes_are_read(text: str, kind: ScopeKind, code: str) -> None:
         ("street:３３０１０６００１", "9 digits"),  # full-width digits are not a code
         ("department:Roads", "department code"),
         ("department:", "department code"),
+        ("department:roads\n", "department code"),  # `$` would let the newline through
         (["street:330106001"], "a string"),
         ("", "not kind:code"),
     ],
