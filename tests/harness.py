@@ -57,6 +57,8 @@ def make_settings(
         "limits": {"enabled": False},
         # A scrape reads the database's figures afresh: tests compare one scrape with the next.
         "metrics": {"gauge_cache_s": 0},
+        # No checkpoint taken behind a test's back; tests/app/test_checkpoints.py takes them.
+        "audit": {"checkpoint_interval_s": 0},
     }
     if db_url:
         fields["db"] = {"url": db_url}
