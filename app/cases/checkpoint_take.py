@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,7 +38,7 @@ from app.cases.checkpoints import (
     digest,
     leaves_from,
     newest,
-    pack,
+    pack_encoded,
     statement,
     stored_leaves,
 )
@@ -51,24 +52,26 @@ LOCK = 0x61756463  # "audc": one checkpoint computed at a time across processes
 
 
 class _Chunks:
-    """The new leaves as they arrive: the tree, the event count and the packed chunks."""
+    """The new leaves as they arrive: the tree, the event count and the packed chunks (each
+    leaf encoded once, for its hash and its chunk)."""
 
     def __init__(self) -> None:
         self.tree = MerkleTree()
         self.events = 0
         self.chunks: list[tuple[int, bytes]] = []
-        self._pending: list[Leaf] = []
+        self._pending: list[bytes] = []
 
     def add(self, leaf: Leaf) -> None:
-        self.tree.add(leaf)
+        encoded = leaf.encoded()
+        self.tree.add_hash(hashlib.sha256(b"\x00" + encoded).digest())
         self.events += leaf.seq
-        self._pending.append(leaf)
+        self._pending.append(encoded)
         if len(self._pending) == CHUNK:
             self.flush()
 
     def flush(self) -> None:
         if self._pending:
-            self.chunks.append((len(self._pending), pack(self._pending)))
+            self.chunks.append((len(self._pending), pack_encoded(self._pending)))
             self._pending = []
 
 

@@ -190,7 +190,7 @@ class AuditSettings(BaseModel):
         default=24,
         ge=2,
         description="The newest checkpoints whose leaves (one per case: id, last event, head "
-        "hash) are kept; older ones keep their root and signature. About 55 bytes a case "
+        "hash) are kept; older ones keep their root and signature. About 62 bytes a case "
         "each.",
     )
 

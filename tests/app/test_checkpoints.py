@@ -82,12 +82,12 @@ def test_the_streamed_root_is_rfc_6962s_for_every_size() -> None:
     assert merkle_root([one]) != merkle_root([Leaf(one.case_id, one.seq + 1, one.head)])
 
 
-def test_chunks_pack_back_to_their_leaves_in_about_55_bytes_a_case() -> None:
+def test_chunks_pack_back_to_their_leaves_in_about_62_bytes_a_case() -> None:
     leaves = sorted((_leaf(i) for i in range(CHUNK)), key=lambda leaf: leaf.case_id)
     leaves.append(Leaf("非-uuid-案件", 0, bytes(32)))
     data = pack(leaves)
     assert unpack(data) == leaves
-    assert len(data) / len(leaves) < 60
+    assert len(data) / len(leaves) < 64
     with pytest.raises(ValueError):
         unpack(data[:-5])
 
@@ -432,3 +432,18 @@ async def test_the_commands(
     bad.write_text('{"format": "no"}')
     assert (await run("audit", "verify", "--anchor", str(bad)))[0] == 2
     assert (await run("audit", "export", "--checkpoint", "99"))[0] == 2
+
+
+def test_the_keeper_runs_where_the_engine_runs_unless_turned_off(tmp_path: Path) -> None:
+    from app.runtime import Runtime
+    from tests.harness import make_settings
+
+    def keeper(**overrides: Any) -> CheckpointKeeper | None:
+        return Runtime(make_settings(tmp_path / "data", **overrides)).checkpoints
+
+    every_hour = {"checkpoint_interval_s": 3600, "checkpoint_keep_leaves": 5}
+    taking = keeper(audit=every_hour)
+    assert taking is not None and (taking.interval_s, taking.keep_leaves) == (3600, 5)
+    assert taking.poll_s == 60
+    assert keeper(audit=every_hour, run_engine=False) is None  # `gridflow api`
+    assert keeper(audit={"checkpoint_interval_s": 0}) is None
