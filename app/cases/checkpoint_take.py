@@ -1,6 +1,6 @@
 """Taking a checkpoint (app/cases/checkpoints.py), on demand or when one is due.
 
-One at a time: on PostgreSQL a transaction-scoped advisory lock is held while one is computed
+One at a time: on PostgreSQL an advisory lock is held while one is computed
 (a dispatcher that finds it taken skips its turn; `gridflow audit checkpoint` waits), and the
 checkpoint's number is the one after the newest, its primary key: of two takers that read the
 same newest one (SQLite, or a lock lost with its connection) only the first to commit writes.
@@ -77,16 +77,28 @@ class _Chunks:
 
 @asynccontextmanager
 async def _one_at_a_time(db: Database, wait: bool) -> AsyncIterator[bool]:
+    """The checkpoint lock for the block (PostgreSQL): a session-level advisory lock on a
+    connection of its own in autocommit, so no transaction stays open while the checkpoint is
+    computed; released at the end, or with the connection if that is lost."""
     if db.is_sqlite:
         yield True
         return
     async with db.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
         if wait:
-            await conn.execute(text(f"SELECT pg_advisory_xact_lock({LOCK})"))
+            await conn.execute(text(f"SELECT pg_advisory_lock({LOCK})"))
             got = True
         else:
-            got = bool(await conn.scalar(text(f"SELECT pg_try_advisory_xact_lock({LOCK})")))
-        yield got  # leaving rolls the connection's transaction back, which frees the lock
+            got = bool(await conn.scalar(text(f"SELECT pg_try_advisory_lock({LOCK})")))
+        try:
+            yield got
+        finally:
+            if got:
+                try:
+                    await conn.execute(text(f"SELECT pg_advisory_unlock({LOCK})"))
+                except Exception:
+                    await conn.invalidate()  # closed: its session's lock goes with it
+                    raise
 
 
 async def take(
@@ -138,14 +150,14 @@ async def _take_once(
             )
             found = await compare(old, current_leaves(reading), side, on_new=fresh.add)
         fresh.flush()
-        faults = [f.as_dict() for f in found]
-        if before is not None and before.cases and not old_tree.count:
-            damage.append(f"the leaves of checkpoint {before.id} are gone")
-        elif before is not None and (
-            old_tree.count != before.cases or old_tree.root() != before.root
-        ):
-            damage.append(f"the leaves of checkpoint {before.id} do not make its signed root")
-        faults += [{"kind": LEAVES_DAMAGED, "message": d} for d in damage]
+        if before is not None:
+            if before.cases and not old_tree.count and not damage:
+                damage.append(f"the leaves of checkpoint {before.id} are gone")
+            elif old_tree.count != before.cases or old_tree.root() != before.root:
+                damage.append(f"the leaves of checkpoint {before.id} do not make its signed root")
+        # Damage first: the list is cut at MAX_FAULTS, the counts are not.
+        faults = [{"kind": LEAVES_DAMAGED, "message": d} for d in damage]
+        faults += [f.as_dict() for f in found]
         cp = AuditCheckpoint(
             id=before.id + 1 if before is not None else 1,
             taken_at=now,

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from app.cases.checkpoints import (
     FORMAT,
     LEAVES_DAMAGED,
+    ROLLED_BACK,
     VANISHED,
     CheckpointKey,
     Fault,
@@ -158,7 +159,7 @@ def _check_one(
     if cp.vanished + cp.rolled_back > listed:
         found.append(
             CheckpointProblem(
-                VANISHED if cp.vanished else "rolled_back",
+                VANISHED if cp.vanished else ROLLED_BACK,
                 f"{name}: {cp.vanished} vanished and {cp.rolled_back} rolled back in all, "
                 f"{cp.vanished + cp.rolled_back - listed} more than listed",
                 cp.id,

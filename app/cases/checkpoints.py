@@ -206,7 +206,8 @@ async def current_leaves(session: AsyncSession) -> AsyncIterator[Leaf]:
     """Every case's leaf now, in case-id order: one query, streamed (so one snapshot of the
     whole table on both databases)."""
     query = select(Case.id, Case.seq, Case.head_hash).order_by(_by_id(session))
-    result = await session.stream(query.execution_options(yield_per=CHUNK))
+    # Rows come 1,024 at a time: the work between two fetches holds the event loop briefly.
+    result = await session.stream(query.execution_options(yield_per=1024))
     last = ""
     async for rows in result.partitions():
         for case_id, seq, head in rows:
@@ -331,4 +332,4 @@ def describe_fault(fault: dict[str, Any], since: str) -> str:
         if now is not None and now < seq:
             return f"case {case}: rolled back to event {now}; {since} saw event {seq}"
         return f"case {case}: history rewritten; {since} saw another event {seq}"
-    return f"{since}: {fault.get('message', fault['kind'])}"
+    return str(fault.get("message", fault["kind"]))

@@ -27,8 +27,8 @@ def checkpoint(as_json: bool = JSON_OPTION) -> None:
     """Take a signed checkpoint of every case's chain head now.
 
     Dispatchers take one every audit.checkpoint_interval_s by themselves; this one is taken
-    at once. Exits 1 if cases vanished or were rolled back since the previous checkpoint
-    (they are recorded in this one).
+    at once. Exits 1 if cases vanished or were rolled back since the previous checkpoint, or
+    its leaves were changed (recorded in this one).
 
     Example: gridflow audit checkpoint --json
     """
@@ -71,7 +71,10 @@ def checkpoint(as_json: bool = JSON_OPTION) -> None:
                 f"gridflow: since the previous one {taken['vanished']} case(s) vanished and "
                 f"{taken['rolled_back']} were rolled back (gridflow audit verify names them)"
             )
-    if taken["vanished"] or taken["rolled_back"]:
+        for fault in taken["faults"]:
+            if "message" in fault:
+                print(f"gridflow: {fault['message']}")
+    if taken["faults"] or taken["vanished"] or taken["rolled_back"]:
         raise typer.Exit(EXIT_FAILURE)
 
 

@@ -220,7 +220,7 @@ async def test_a_case_rolled_back_consistently_with_its_chain_is_caught(h: Harne
     assert any("rolled back to event 2" in p.message for p in report.problems if p.case_id == a)
 
 
-async def test_growth_after_a_checkpoint_is_not_a_fault(h: Harness) -> None:
+async def test_growth_after_a_checkpoint_is_not_a_fault_nor_old_leaves_dropped(h: Harness) -> None:
     a = await accepted_case(h, "r1", 0.0)
     await checkpoint(h)
     # New cases, and new events on a case the checkpoint holds.
@@ -242,6 +242,14 @@ async def test_growth_after_a_checkpoint_is_not_a_fault(h: Harness) -> None:
     assert await faults(h) == []
     second = await checkpoint(h)
     assert second.faults == [] and second.cases == 3
+    assert await faults(h) == []
+
+    # Leaves past the number kept are dropped, and that is no fault.
+    for _ in range(2):
+        await checkpoint(h, keep_leaves=2)
+    async with h.runtime.db.reader() as s:
+        kept = sorted(set(await s.scalars(select(AuditCheckpointLeaves.checkpoint_id))))
+    assert kept == [3, 4]
     assert await faults(h) == []
 
 
@@ -299,18 +307,22 @@ async def test_a_changed_or_removed_checkpoint_is_caught(h: Harness) -> None:
         await uow.session.execute(delete(AuditCheckpoint).where(AuditCheckpoint.id == 2))
     assert await faults(h) == [(None, "checkpoint_link")]
 
+    # The newest one's leaves changed, then a checkpoint taken: it records that, signed.
+    async with db.transaction() as uow:
+        row = await uow.session.get(AuditCheckpointLeaves, (3, 0))
+        assert row is not None
+        row.data = pack([])
+    fourth = await checkpoint(h)
+    assert {f["kind"] for f in fourth.faults} == {"checkpoint_leaves"}
+    messages = [f["message"] for f in fourth.faults]
+    assert "chunk 0 holds 0 leaves, not 1" in messages
+    assert "the leaves of checkpoint 3 do not make its signed root" in messages
+    assert (None, "checkpoint_leaves") in await faults(h)
 
-async def test_leaves_past_the_number_kept_are_dropped_and_that_is_no_fault(h: Harness) -> None:
-    await accepted_case(h, "r1", 0.0)
-    for _ in range(4):
-        await checkpoint(h, keep_leaves=2)
-    async with h.runtime.db.reader() as s:
-        kept = sorted(set(await s.scalars(select(AuditCheckpointLeaves.checkpoint_id))))
-    assert kept == [3, 4]
-    assert await faults(h) == []
 
-
-async def test_two_dispatchers_take_one_checkpoint_per_interval(h: Harness) -> None:
+async def test_two_dispatchers_take_one_checkpoint_per_interval_and_a_keeper_its_own(
+    h: Harness,
+) -> None:
     await accepted_case(h, "r1", 0.0)
     url = h.runtime.db.url
     others = [Database(url, audit_key=h.settings.audit_key()) for _ in range(2)]
@@ -338,22 +350,22 @@ async def test_two_dispatchers_take_one_checkpoint_per_interval(h: Harness) -> N
         for db in others:
             await db.dispose()
 
-
-async def test_the_keeper_takes_checkpoints_by_itself(h: Harness) -> None:
-    await accepted_case(h, "r1", 0.0)
+    # Left to itself, a keeper takes one whenever the newest is an interval old.
     keeper = CheckpointKeeper(
         h.runtime.db, key_of(h), h.clock, interval_s=3600, keep_leaves=24, poll_s=0.01
     )
+
+    async def count() -> int:
+        async with h.runtime.db.reader() as s:
+            return int(await s.scalar(select(func.count()).select_from(AuditCheckpoint)) or 0)
+
+    have = await count()
     await keeper.start()
     try:
-
-        async def count() -> int:
-            async with h.runtime.db.reader() as s:
-                return int(await s.scalar(select(func.count()).select_from(AuditCheckpoint)) or 0)
-
-        assert await h.eventually(count, what="a first checkpoint") == 1
         h.clock.advance(3600)
-        await h.eventually(lambda: _at_least(count, 2), what="a second checkpoint")
+        await h.eventually(lambda: _at_least(count, have + 1), what="a checkpoint when due")
+        h.clock.advance(3600)
+        await h.eventually(lambda: _at_least(count, have + 2), what="the next one")
     finally:
         await keeper.stop()
 
