@@ -83,6 +83,7 @@ def environment_of(s: Settings) -> dict[str, str]:
         "GRIDFLOW_KAFKA__BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers,
         "GRIDFLOW_KAFKA__TOPIC_PREFIX": s.kafka.topic_prefix,
         "GRIDFLOW_KAFKA__PARTITIONS": str(s.kafka.partitions),
+        "GRIDFLOW_AUDIT__CHECKPOINT_INTERVAL_S": str(s.audit.checkpoint_interval_s),
     }
 
 
