@@ -58,6 +58,8 @@ def make_settings(
         "limits": {"enabled": False},
         # A scrape reads the database's figures afresh: tests compare one scrape with the next.
         "metrics": {"gauge_cache_s": 0},
+        # No checkpoint taken behind a test's back; tests/app/test_checkpoints.py takes them.
+        "audit": {"checkpoint_interval_s": 0},
     }
     if db_url:
         fields["db"] = {"url": db_url}
@@ -82,6 +84,7 @@ def environment_of(s: Settings) -> dict[str, str]:
         "GRIDFLOW_KAFKA__BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers,
         "GRIDFLOW_KAFKA__TOPIC_PREFIX": s.kafka.topic_prefix,
         "GRIDFLOW_KAFKA__PARTITIONS": str(s.kafka.partitions),
+        "GRIDFLOW_AUDIT__CHECKPOINT_INTERVAL_S": str(s.audit.checkpoint_interval_s),
     }
 
 

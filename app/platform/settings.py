@@ -190,6 +190,25 @@ class AuthSettings(BaseModel):
     )
 
 
+class AuditSettings(BaseModel):
+    """Signed checkpoints of every case's chain head (app/cases/checkpoints.py)."""
+
+    checkpoint_interval_s: float = Field(
+        default=3600,
+        ge=0,
+        description="How often a dispatcher (or `gridflow serve`) takes a signed checkpoint of "
+        "every case's chain head; one process takes each. 0: only on demand "
+        "(`gridflow audit checkpoint`).",
+    )
+    checkpoint_keep_leaves: int = Field(
+        default=24,
+        ge=2,
+        description="The newest checkpoints whose leaves (one per case: id, last event, head "
+        "hash) are kept; older ones keep their root and signature. About 62 bytes a case "
+        "each.",
+    )
+
+
 class IntakeSettings(BaseModel):
     max_photos: int = Field(default=9, ge=0)
     max_photo_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
@@ -352,6 +371,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     sla: SlaSettings = SlaSettings()
     auth: AuthSettings = AuthSettings()
+    audit: AuditSettings = AuditSettings()
     intake: IntakeSettings = IntakeSettings()
     geo: GeoSettings = GeoSettings()
     http: HttpSettings = HttpSettings()

@@ -1,7 +1,7 @@
 """Case events carry their case's department, so a department's scope filters the live feed
 
 Revision ID: 0016
-Revises: 0011
+Revises: 0014
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0011"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

@@ -45,7 +45,8 @@ def test_the_tree_has_every_command_of_before_and_the_new_ones() -> None:
     assert names == {
         "serve", "api", "dispatcher", "doctor", "demo", "token issue", "device create",
         "device rotate", "device revoke", "device list", "db upgrade", "grids import",
-        "grids validate", "policies load", "policies dump", "audit verify", "kafka init",
+        "grids validate", "policies load", "policies dump", "audit verify", "audit checkpoint",
+        "audit checkpoints", "audit export", "kafka init",
         "stats export",
     }  # fmt: skip
 
