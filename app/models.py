@@ -428,3 +428,17 @@ class IdempotencyRecord(Base):
     status: Mapped[int] = mapped_column(Integer)  # 0 while the first request is in flight
     body: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class RateBucket(Base):
+    """One rate-limit bucket shared by every API process (`limits.store=database`; unused on
+    SQLite), kept as the time it is full again: a bucket of `burst` tokens at `per_minute` holds
+    burst - (full_at - now) / (one token's time) tokens, and each token taken moves `full_at` one
+    token's time on. Times are the database's. A row whose `full_at` has passed is a full bucket
+    and may be deleted at any time. UNLOGGED on PostgreSQL: a crash forgets the buckets (every
+    budget starts full again), and no write waits for the WAL."""
+
+    __tablename__ = "rate_buckets"
+    key: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)  # a digest of the key
+    full_at: Mapped[datetime]
+    taken: Mapped[int] = mapped_column(Integer)  # tokens the last take gave (of those asked)

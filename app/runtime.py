@@ -23,6 +23,7 @@ from app.platform.clock import Clock, SystemClock
 from app.platform.db import Database
 from app.platform.feed import FeedHub
 from app.platform.kafka_bus import KafkaBus, ensure_topics
+from app.platform.limiter import Limiter
 from app.platform.metrics import EngineFigures, Metrics, database_source, engine_families
 from app.platform.metrics_listener import MetricsListener
 from app.platform.relay import OutboxRelay
@@ -87,6 +88,10 @@ class Runtime:
         self.db.on_events(self.metrics.observe_events)
         self.metrics.add_source(database_source(self.db, self.clock, kafka=not embedded))
         self.metrics_listener: MetricsListener | None = None
+        # Rate limits: shared by every API process on PostgreSQL (app/platform/limiter.py).
+        self.limits = Limiter(
+            s.limits, s.database_url, on_failure=self.metrics.rate_limit_store_failed
+        )
         self.engine: Engine | None = (
             Engine(
                 self.db,
@@ -171,6 +176,7 @@ class Runtime:
             await self.relay.start()
         if serve_feed:
             await self.hub.start()
+            self.limits.start()  # HTTP is served here: prune the shared buckets
         if self.engine is not None:
             await self.engine.start()
         if self.checkpoints is not None:
@@ -199,6 +205,7 @@ class Runtime:
         if self.relay is not None:
             await bounded("the outbox relay", self.relay.stop(), 12.0)
         await bounded("the live feed", self.hub.stop(), 8.0)
+        await bounded("the rate limits' connections", self.limits.close(), 3.0)
         await bounded("the bus", self.bus.stop(), 5.0)
         await bounded("closing database connections", self.db.dispose(), 8.0)
         self.metrics.close()

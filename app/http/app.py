@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app.http import errors
 from app.http.deps import bearer, device_key_id
-from app.http.ratelimit import AddressLimit, TokenBuckets
+from app.http.ratelimit import AddressLimit
 from app.http.request_id import RequestId
 from app.http.routes import (
     admin,
@@ -108,11 +108,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             expose_headers=["Retry-After", "Idempotent-Replayed"],
             max_age=600,
         )
-    app.state.buckets = buckets = TokenBuckets()
     if settings.limits.enabled:
         app.add_middleware(
             AddressLimit,
-            buckets=buckets,
             bucket=settings.limits.per_address,
             trust_forwarded=settings.limits.trust_forwarded_for,
         )

@@ -101,7 +101,7 @@ async def check_caller(
             f"this concerns the whole city: it needs a token without a scope, not {principal.scope}"
         )
     if limit is not None:
-        take(request, runtime, limit, principal.actor)
+        await take(request, runtime, limit, principal.actor)
     return principal
 
 
@@ -245,19 +245,21 @@ def limit(kind: LimitKind) -> Any:
     return caller(*Role, limit=kind)
 
 
-def give_back(request: Request, runtime: Runtime, kind: str, who: str) -> None:
+async def give_back(request: Request, runtime: Runtime, kind: str, who: str) -> None:
     """Return the token `take` took, for a request refused afterwards as it would have been
     before the limit was checked (a replayed or revoked device request)."""
     limits = runtime.settings.limits
     if limits.enabled:
-        request.app.state.buckets.give_back(f"{kind}:{who}", getattr(limits, kind))
+        await runtime.limits.give_back(f"{kind}:{who}", getattr(limits, kind))
 
 
-def take(request: Request, runtime: Runtime, kind: str, who: str) -> None:
+async def take(request: Request, runtime: Runtime, kind: str, who: str) -> None:
+    """One token from `who`'s budget for `kind` (app/platform/limiter.py: shared by every API
+    process on PostgreSQL, bounded in time), or RateLimited with the seconds until one is."""
     limits = runtime.settings.limits
     if not limits.enabled:
         return
-    wait = request.app.state.buckets.take(f"{kind}:{who}", getattr(limits, kind))
+    wait = await runtime.limits.take(f"{kind}:{who}", getattr(limits, kind))
     if wait:
         raise RateLimited(
             f"too many {kind.replace('_', ' ')} requests; retry later",

@@ -9,7 +9,8 @@ lookups on the hot paths):
   (`Database.on_events`): SLA warnings, breaches and escalation steps among them, and the
   time from a report's intake to the offer made when its case opened;
 - live subscribers (WebSocket feed, SSE streams, waiting long polls) while connected, and
-  those dropped for falling behind.
+  those dropped for falling behind;
+- takes the shared rate-limit store failed (app/platform/limiter.py), by reason.
 
 Read when scraped (and reused for `metrics.gauge_cache_s`): open and overdue cases and the outbox
 backlog from the database; where the engine runs, the intake consumer's lag per partition and
@@ -88,6 +89,7 @@ CONSUMER_LAG = "gridflow_consumer_lag"
 DISPATCHER_MESSAGES = "gridflow_dispatcher_messages"
 DISPATCHER_DEAD_LETTERS = "gridflow_dispatcher_dead_letters"
 BUILD_INFO = "gridflow_build_info"
+RATE_LIMIT_STORE_FAILURES = "gridflow_rate_limit_store_failures"
 
 FAMILIES: Mapping[str, str] = {
     INTAKE: "counter",
@@ -107,6 +109,7 @@ FAMILIES: Mapping[str, str] = {
     DISPATCHER_MESSAGES: "counter",
     DISPATCHER_DEAD_LETTERS: "counter",
     BUILD_INFO: "gauge",
+    RATE_LIMIT_STORE_FAILURES: "counter",
 }
 _SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 
@@ -120,6 +123,7 @@ def sample_names() -> frozenset[str]:
 SOURCES = frozenset(ReportSource)
 OUTCOMES = ("accepted", "duplicate", "rejected", "failed")
 STREAMS = ("feed", "sse", "long_poll")
+STORE_FAILURES = ("timeout", "unreachable", "error")  # the shared rate-limit store's
 CLOCKS = frozenset(k.value for k in DEADLINES)
 ACTIONS = frozenset(
     {"reoffer", "notify_grid_leader", "notify_street_office", "notify_department", "raise_priority"}
@@ -245,6 +249,13 @@ class Metrics:
         self._dropped = Counter(
             LIVE_DROPPED, "Live clients disconnected for falling behind", ["stream"], registry=r
         )
+        self._store_failures = Counter(
+            RATE_LIMIT_STORE_FAILURES,
+            "Takes the shared rate-limit store did not answer in time or at all, by reason "
+            "(each falls back to the process's own buckets for limits.store_retry_s)",
+            ["reason"],
+            registry=r,
+        )
         # The hot paths' children, resolved once; every known series exists from the start (at
         # 0), so the first warning or breach is an increase Prometheus can see.
         self._outcomes = {
@@ -255,6 +266,8 @@ class Metrics:
         self._streams = {s: self._subscribers.labels(s) for s in STREAMS}
         for stream in STREAMS:
             self._dropped.labels(stream)
+        for reason in STORE_FAILURES:
+            self._store_failures.labels(reason)
         for event_type in EventType:
             if event_type is not EventType.REPORT_RECEIVED:
                 self._case_events.labels(event_type.value)
@@ -304,6 +317,10 @@ class Metrics:
             raise
         finally:
             gauge.dec()
+
+    def rate_limit_store_failed(self, reason: str) -> None:
+        """The shared rate-limit store failed a take (`reason`: timeout, unreachable, error)."""
+        self._store_failures.labels(_known(reason, STORE_FAILURES)).inc()
 
     def observe_events(self, events: Sequence[NewEvent]) -> None:
         """Count the case events of a committed transaction (`Database.on_events`). A

@@ -337,6 +337,50 @@ class LimitSettings(BaseModel):
         description="Take the client address from X-Forwarded-For (only behind a proxy that "
         "sets it).",
     )
+    store: Literal["auto", "process", "database"] = Field(
+        default="auto",
+        description="Where the buckets live. process: in each process (N API processes allow "
+        "N budgets). database: one bucket per key in PostgreSQL for every process, on the "
+        "database's clock. auto: database on PostgreSQL, process on SQLite.",
+    )
+    store_timeout_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=5,
+        description="Longest wait for the shared store on one request; past it (or with the "
+        "store unreachable) the request is limited by this process's buckets instead, and so "
+        "are the next ones until the slow statement is answered. Generous on purpose: a busy "
+        "process answers slowly too, and should not be taken for a slow store.",
+    )
+    store_retry_s: float = Field(
+        default=5,
+        gt=0,
+        description="After the shared store could not be reached or failed, how long this "
+        "process's buckets stand in before it is asked again (a slow one is asked again as "
+        "soon as the statement that took too long is answered).",
+    )
+    store_pool_size: int = Field(
+        default=2,
+        ge=1,
+        le=50,
+        description="PostgreSQL connections per API process for the shared buckets, apart "
+        "from the requests' (one carries the takes, one statement at a time; the other gives "
+        "tokens back and prunes).",
+    )
+    prune_interval_s: float = Field(
+        default=60,
+        gt=0,
+        description="How often each API process deletes the shared buckets that are full "
+        "again (a missing bucket is a full one).",
+    )
+
+    def shared(self, database_url: str) -> bool:
+        """Whether the buckets live in the database: `store`, with auto resolved by the
+        database. The shared store is PostgreSQL's: on SQLite (one process) it is refused."""
+        sqlite = database_url.startswith("sqlite")
+        if self.store == "database" and sqlite:
+            raise ValueError("GRIDFLOW_LIMITS__STORE=database needs PostgreSQL")
+        return self.enabled and self.store != "process" and not sqlite
 
 
 class Settings(BaseSettings):

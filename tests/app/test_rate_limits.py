@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from app.http.ratelimit import TokenBuckets
-from app.platform.settings import Bucket
+from app.platform.limiter import Limiter, TokenBuckets
+from app.platform.settings import Bucket, LimitSettings
 from tests.app.test_alerts import alert
 from tests.conftest import Configured
 from tests.harness import CITY_POINT, Harness
@@ -98,3 +100,44 @@ def test_buckets_forget_the_least_recent_keys() -> None:
         buckets.take(key, bucket)
     assert buckets.take("a", bucket) == 0  # "a" was forgotten: a fresh bucket
     assert buckets.take("d", bucket) > 0
+
+
+def test_the_store_follows_the_database() -> None:
+    sqlite, pg = "sqlite+aiosqlite:///var/gridflow.db", "postgresql+asyncpg://u@127.0.0.1/gf"
+    auto = LimitSettings()
+    assert (auto.shared(sqlite), auto.shared(pg)) == (False, True)
+    assert not LimitSettings(store="process").shared(pg)
+    assert LimitSettings(store="database").shared(pg)
+    assert not LimitSettings(enabled=False).shared(pg)
+    with pytest.raises(ValueError, match="needs PostgreSQL"):
+        LimitSettings(store="database").shared(sqlite)
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (taken from the system, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_an_unreachable_store_leaves_the_limits_to_the_process(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Open, not closed: the process's own buckets answer, nothing waits past the timeout, one
+    warning and a count per failed attempt; the store is asked again after store_retry_s."""
+    now = [0.0]
+    failures: list[str] = []
+    url = f"postgresql+asyncpg://gridflow@127.0.0.1:{closed_port()}/gridflow"
+    settings = LimitSettings(store="database", store_timeout_s=2, store_retry_s=5)
+    limiter = Limiter(settings, url, on_failure=failures.append, clock=lambda: now[0])
+    bucket = Bucket(per_minute=1, burst=2)
+    with caplog.at_level(logging.INFO, logger="app.platform.limiter"):
+        takes = [await limiter.take("k", bucket) for _ in range(3)]
+        assert takes == [0, 0, pytest.approx(60)]  # the process's own bucket of two
+        assert failures == ["unreachable"]  # one attempt; the others did not ask the store
+        now[0] = 5.5
+        assert await limiter.take("other", bucket) == 0
+        assert failures == ["unreachable", "unreachable"]  # asked again, and failed again
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "shared store failed (unreachable" in warnings[0].message
+    await limiter.close()

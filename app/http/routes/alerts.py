@@ -73,7 +73,7 @@ async def _create_alert(request: Request, runtime: Runtime, counted: IntakeCount
         return await _in_unit_of_work(
             request, runtime, counted, signed, body, location, idempotency_key
         )
-    take(request, runtime, "alerts", f"device:{signed.device_id}")
+    await take(request, runtime, "alerts", f"device:{signed.device_id}")
     if body.category not in runtime.categories.codes:
         async with runtime.db.reader() as session:
             await require_category(session, runtime.categories, body.category)
@@ -90,7 +90,7 @@ async def _create_alert(request: Request, runtime: Runtime, counted: IntakeCount
     written = await write_alert(runtime.db, signed.key_id, signed.signature, sub.report, sub.outbox)
     if not (written.live and written.fresh):
         # refused as before the limit was checked: a replayed copy costs the device nothing
-        give_back(request, runtime, "alerts", f"device:{signed.device_id}")
+        await give_back(request, runtime, "alerts", f"device:{signed.device_id}")
         raise Unauthorized(UNKNOWN_KEY if not written.live else REPLAY)
     if written.report_id is None:
         accepted = await repeated_alert(
@@ -124,7 +124,7 @@ async def _in_unit_of_work(
     async with runtime.db.reader() as session:
         device = await live_device(session, signed.key_id)
     await remember_signature(runtime.db, signed.signature, signed.key_id, now)
-    take(request, runtime, "alerts", f"device:{device.id}")
+    await take(request, runtime, "alerts", f"device:{device.id}")
     async with runtime.db.transaction() as uow:
         claim = await idempotency.claim(
             uow.session,
