@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -378,7 +378,7 @@ class LimitSettings(BaseModel):
         """Whether the buckets live in the database: `store`, with auto resolved by the
         database. The shared store is PostgreSQL's: on SQLite (one process) it is refused."""
         sqlite = database_url.startswith("sqlite")
-        if self.store == "database" and sqlite:
+        if self.enabled and self.store == "database" and sqlite:
             raise ValueError("GRIDFLOW_LIMITS__STORE=database needs PostgreSQL")
         return self.enabled and self.store != "process" and not sqlite
 
@@ -423,6 +423,11 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
     tracing: TracingSettings = TracingSettings()
+
+    @model_validator(mode="after")
+    def _limits_fit_the_database(self) -> Settings:
+        self.limits.shared(self.database_url)  # store=database on SQLite is refused here
+        return self
 
     @property
     def database_url(self) -> str:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.platform.limiter import Limiter, TokenBuckets
-from app.platform.settings import Bucket, LimitSettings
+from app.platform.settings import Bucket, LimitSettings, Settings
 from tests.app.test_alerts import alert
 from tests.conftest import Configured
 from tests.harness import CITY_POINT, Harness
@@ -102,7 +103,7 @@ def test_buckets_forget_the_least_recent_keys() -> None:
     assert buckets.take("d", bucket) > 0
 
 
-def test_the_store_follows_the_database() -> None:
+def test_the_store_follows_the_database(tmp_path: Path) -> None:
     sqlite, pg = "sqlite+aiosqlite:///var/gridflow.db", "postgresql+asyncpg://u@127.0.0.1/gf"
     auto = LimitSettings()
     assert (auto.shared(sqlite), auto.shared(pg)) == (False, True)
@@ -111,6 +112,8 @@ def test_the_store_follows_the_database() -> None:
     assert not LimitSettings(enabled=False).shared(pg)
     with pytest.raises(ValueError, match="needs PostgreSQL"):
         LimitSettings(store="database").shared(sqlite)
+    with pytest.raises(ValueError, match="needs PostgreSQL"):  # refused with the settings
+        Settings(data_dir=tmp_path, limits={"store": "database"})
 
 
 def closed_port() -> int:
