@@ -162,6 +162,15 @@ async def backends(dsn: str, database: str) -> list[int]:
     return [int(r["pid"]) for r in rows]
 
 
+async def no_backends(dsn: str, database: str) -> None:
+    """Wait (bounded) until the stopped servers' backends have exited, and so reported what
+    they counted."""
+    for _ in range(100):
+        if not await backends(dsn, database):
+            return
+        await asyncio.sleep(0.1)
+
+
 async def bucket_stats(dsn: str) -> dict[str, int]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -194,6 +203,53 @@ def server_env(base: dict[str, str], setting: str) -> dict[str, str]:
         env["GRIDFLOW_LIMITS__ENABLED"] = "true"
         env["GRIDFLOW_LIMITS__STORE"] = setting
     return env
+
+
+async def flood(
+    base: dict[str, str], work: Path, caller: Path, dsn: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """One address far over its budget (10 a second, a burst of 10) on a server with shared
+    buckets: how many of its requests became writes to `rate_buckets`."""
+    port, log = free_port(), work / "server-flood.log"
+    env = {
+        **server_env(base, "database"),
+        "GRIDFLOW_LIMITS__PER_ADDRESS": json.dumps({"per_minute": 600, "burst": 10}),
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [PY, "-m", "app.cli", "api", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        await wait_http(f"http://127.0.0.1:{port}/readyz")
+        before = await bucket_stats(dsn)
+        measured = run_wrk(port, "/v1/tickets", caller, args.seconds, args.connections)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    await no_backends(dsn, dsn.rsplit("/", 1)[1])
+    after = await bucket_stats(dsn)  # its backends have exited: their counts are in
+    out_ = {
+        **measured,
+        "row_writes": (after["n_tup_ins"] - before["n_tup_ins"])
+        + (after["n_tup_upd"] - before["n_tup_upd"]),
+    }
+    print(
+        f"flood: {out_['requests']} requests from one address in {args.seconds:g} s "
+        f"({out_['non_2xx']} refused), {out_['row_writes']} row writes to rate_buckets",
+        flush=True,
+    )
+    return out_
+
+
+def stop(servers: dict[str, tuple[subprocess.Popen[bytes], int, Path]]) -> None:
+    for proc, _, _ in servers.values():
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(60)
 
 
 def free_port() -> int:
@@ -316,11 +372,14 @@ async def main() -> int:
                         flush=True,
                     )
         result["store_failures"] = await store_failures(servers["database"][1])
-        after = await bucket_stats(dsn)
+        stop(servers)
+        await no_backends(dsn, name)
+        after = await bucket_stats(dsn)  # the servers' backends have exited: their counts are in
         result["rate_buckets"] = {
             **{k: after[k] - before[k] for k in ("n_tup_ins", "n_tup_upd", "n_tup_hot_upd")},
             "rows": after["rows"],
         }
+        result["flood"] = await flood(base, work, files["one"], dsn, args)
         result["load_average_at_end"] = os.getloadavg()
         summary = result["summary"] = summarise(runs)
         print()
@@ -342,9 +401,8 @@ async def main() -> int:
             f"({b['n_tup_hot_upd']} in place), {b['rows']} rows at the end"
         )
     finally:
-        for setting, (proc, _, log) in servers.items():
-            proc.terminate()
-            proc.wait(60)
+        stop(servers)
+        for setting, (_, _, log) in servers.items():
             errors = [
                 line
                 for line in log.read_text().splitlines()
