@@ -4,7 +4,7 @@ UNLOGGED on PostgreSQL (a crash empties it: every budget starts full; no write w
 WAL), with room left in each page so that a take updates its row in place.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0016
 Create Date: 2026-12-02
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
