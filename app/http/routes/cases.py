@@ -71,10 +71,11 @@ async def list_cases(
     summary="One case with its assignee, task, SLA deadlines, timers and timeline",
     responses=errors(401, 403, 404),
 )
-async def read_case(case_id: str, _: Operator, session: Reader, runtime: RuntimeDep) -> CaseRead:
+async def read_case(case_id: str, who: Operator, session: Reader, runtime: RuntimeDep) -> CaseRead:
     case = await session.get(Case, case_id)
     if case is None:
         raise CaseNotFound(f"case {case_id} does not exist")
+    runtime.access.record(who, "case", case_id=case.id)
     return await reads.case_view(session, runtime.ctx, case)
 
 
@@ -99,6 +100,7 @@ async def pause_clocks(
 ) -> CaseRead:
     command = PauseClocks(case_id, PauseKind(body.kind), body.reason, who.actor)
     case = await commands.handle(uow, runtime.ctx, command)
+    runtime.access.record(who, "case", case_id=case.id)
     return await reads.case_view(uow.session, runtime.ctx, case)
 
 
@@ -110,6 +112,7 @@ async def pause_clocks(
 )
 async def resume_clocks(case_id: str, who: Operator, uow: UowDep, runtime: RuntimeDep) -> CaseRead:
     case = await commands.handle(uow, runtime.ctx, ResumeClocks(case_id, who.actor))
+    runtime.access.record(who, "case", case_id=case.id)
     return await reads.case_view(uow.session, runtime.ctx, case)
 
 
