@@ -17,9 +17,9 @@ In the events, an erased field loses its value and its salt and keeps its commit
 (app/cases/audit.py), so the chain still verifies; each case touched gets one
 `PersonalDataErased` event naming the fields (by event seq) and the report's data it removed.
 Copies elsewhere are cleared too: the outbox rows that carry those events or the report's
-ReportReceived, and the Idempotency-Key answers the resident got or that show the case (a
-worker's task view). Photo files are deleted after the commit, and only where no photo row
-still names the same bytes (`delete_unreferenced`).
+ReportReceived (and its dead letter, if it had one), and the Idempotency-Key answers the
+resident got or that show the case (a worker's task view). Photo files are deleted after the
+commit, and only where no photo row still names the same bytes (`delete_unreferenced`).
 
 Everything here runs in the caller's unit of work; the rows are locked (reports, then their
 cases, each in id order), so a request and the retention job, or two dispatchers' jobs, cannot
@@ -249,14 +249,22 @@ async def _clear_copies(
             if event is not None:
                 row.payload = {**row.payload, "actor": event.actor, "data": event.data}
     if actors:
+        # A report's ReportReceived, and the dead letter that copies it if it kept failing
         rows = await session.scalars(
             select(OutboxMessage).where(
-                OutboxMessage.topic == topics.INTAKE,
+                OutboxMessage.topic.in_([topics.INTAKE, topics.DEAD_LETTER]),
                 OutboxMessage.payload["actor"].as_string().in_(actors),
             )
         )
         for row in rows:
-            row.payload = {**row.payload, "actor": ERASED_ACTOR}
+            payload = {**row.payload, "actor": ERASED_ACTOR}
+            original = payload.get("data", {}).get("original")
+            if isinstance(original, dict) and "actor" in original:
+                payload["data"] = {
+                    **payload["data"],
+                    "original": {**original, "actor": ERASED_ACTOR},
+                }
+            row.payload = payload
     conditions = []
     if actors:
         conditions.append(IdempotencyRecord.principal.in_(actors))

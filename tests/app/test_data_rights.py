@@ -9,9 +9,10 @@ import asyncio
 import pytest
 from sqlalchemy import select, update
 
-from app.cases.events import EventType
+from app.cases.events import EventEnvelope, EventType, enqueue
 from app.cli import main
 from app.models import CaseEvent, Feedback, IdempotencyRecord, Photo, Report
+from app.platform import topics
 from app.platform.redact import redact
 from tests.app.residents import (
     PHOTO,
@@ -80,6 +81,7 @@ async def test_erasure_removes_personal_data_everywhere_and_keeps_history_and_fi
         kept_open = (precise.lon, precise.lat) if precise else None
     photo_file = h.runtime.photos.path_for(stored.sha256, "png")
     assert photo_file.exists()
+    await dead_letter(h, ALICE, closed["id"])
     before = await stats(h)
     assert await audit_problems(h) == []
     everything_before = await everything(h)
@@ -149,6 +151,21 @@ async def test_erasure_removes_personal_data_everywhere_and_keeps_history_and_fi
     r = await h.client.post("/v1/me/erase", headers=h.auth("resident", BOB))
     assert r.json()["photos"] == 1 and not photo_file.exists()
     assert await audit_problems(h) == []
+
+
+async def dead_letter(h: Harness, resident: str, report_id: str) -> None:
+    """A ReportReceived given up on, as the engine writes it to the dead-letter topic."""
+    received = EventEnvelope(
+        type=EventType.REPORT_RECEIVED,
+        occurred_at=h.clock.now(),
+        actor=f"resident:{resident}",
+        data={"report_id": report_id},
+    )
+    letter = received.model_copy(
+        update={"data": {"original": received.model_dump(mode="json"), "error": "Boom: no"}}
+    )
+    async with h.runtime.db.transaction() as uow:
+        enqueue(uow, topics.DEAD_LETTER, "33010600100101", letter)
 
 
 async def test_an_erased_event_tampered_with_still_fails_and_so_does_an_unrecorded_erasure(
