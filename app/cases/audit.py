@@ -24,10 +24,9 @@ key shows as erased without a record.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
-import secrets
+import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +43,9 @@ if TYPE_CHECKING:
     from app.cases.events import NewEvent
 
 GENESIS = "0" * 64
+# Built once: json.dumps with options builds an encoder on every call, a good part of a seal.
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
+_VALUE = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
 
 # The keys of an event's data that hold what a resident gave: a point they reported and what
 # they wrote. With a resident's own id as the actor, these are an event's personal values.
@@ -62,8 +64,10 @@ def personal_values(actor: str, data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def commitment(key: bytes, salt: str, field: str, value: Any) -> str:
-    text = json.dumps([salt, field, value], sort_keys=True, ensure_ascii=False)
-    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+    """HMAC(key, salt, field, value): the salt is hex and the field a known name, so the unit
+    separators between them are unambiguous; the value is JSON."""
+    text = f"{salt}\x1f{field}\x1f{_VALUE(value)}"
+    return hmac.digest(key, text.encode(), "sha256").hex()
 
 
 def commit_personal(key: bytes, actor: str, data: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -74,7 +78,7 @@ def commit_personal(key: bytes, actor: str, data: Mapping[str, Any]) -> dict[str
         return None
     out: dict[str, Any] = {}
     for name in sorted(values):
-        salt = secrets.token_hex(16)
+        salt = os.urandom(16).hex()
         out[name] = {"commitment": commitment(key, salt, name, values[name]), "salt": salt}
     return out
 
@@ -99,8 +103,7 @@ def chain_hash(key: bytes, prev: str, event: CaseEvent | NewEvent) -> str:
     ]
     if commitments is not None:
         content.append({name: c.get("commitment") for name, c in commitments.items()})
-    text = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(key, _CANONICAL(content).encode(), "sha256").hex()
 
 
 def seal(key: bytes, prev: str, event: NewEvent) -> None:
