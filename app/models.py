@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -345,12 +346,42 @@ class CaseEvent(Base):
     actor: Mapped[str] = mapped_column(String(128))
     grid_code: Mapped[str] = mapped_column(String(20))
     category: Mapped[str] = mapped_column(String(64))
+    department: Mapped[str | None] = mapped_column(String(64))  # the case's queue: for scopes
     data: Mapped[dict[str, Any]]
     prev_hash: Mapped[str | None] = mapped_column(String(64))  # see app/cases/audit.py
     hash: Mapped[str | None] = mapped_column(String(64))
     # The personal fields' commitments and salts, {field: {commitment, salt}}; an erased
     # field keeps its commitment only. None: the event holds no personal data.
     commitments: Mapped[dict[str, Any] | None]
+
+
+class AuditCheckpoint(Base):
+    """A signed statement of every case's chain head at one time (app/cases/checkpoints.py):
+    the Merkle root of its leaves, the digest of the checkpoint before it, the faults found
+    against that one. Rows are never deleted; only their leaves are, past a number kept."""
+
+    __tablename__ = "audit_checkpoints"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    taken_at: Mapped[datetime]
+    cases: Mapped[int] = mapped_column(Integer)
+    events: Mapped[int] = mapped_column(BigInteger)
+    root: Mapped[str] = mapped_column(String(64))
+    prev_digest: Mapped[str | None] = mapped_column(String(64))
+    vanished: Mapped[int] = mapped_column(Integer)
+    rolled_back: Mapped[int] = mapped_column(Integer)
+    faults: Mapped[list[dict[str, Any]]] = mapped_column(Json)
+    key_id: Mapped[str] = mapped_column(String(16))
+    signature: Mapped[str] = mapped_column(String(128))
+
+
+class AuditCheckpointLeaves(Base):
+    """One chunk of a checkpoint's leaves, in case-id order, packed and compressed."""
+
+    __tablename__ = "audit_checkpoint_leaves"
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("audit_checkpoints.id"), primary_key=True)
+    chunk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Feedback(Base):

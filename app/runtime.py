@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from prometheus_client.metrics_core import Metric
 
 from app.auth.tokens import TokenVerifier
+from app.cases.checkpoint_take import CheckpointKeeper
+from app.cases.checkpoints import CheckpointKey
 from app.devices.keys import KeyOwners
 from app.gridsets.store import LiveGrids
 from app.photos.store import PhotoStore
@@ -57,6 +59,8 @@ class Runtime:
             jwks_issuer=s.auth.jwks_issuer,
             jwks_audience=s.auth.jwks_audience,
             role_claim=s.auth.role_claim,
+            scope_claim=s.auth.scope_claim,
+            scope_required=s.auth.scope_required,
         )
         embedded = s.bus.kind == "embedded"
         self.db = Database(
@@ -106,6 +110,18 @@ class Runtime:
         )
         if self.engine is not None:
             self.metrics.add_source(self._engine_figures)
+        # Signed checkpoints of every case's head, where the engine runs (one process takes each).
+        self.checkpoints: CheckpointKeeper | None = (
+            CheckpointKeeper(
+                self.db,
+                CheckpointKey(s.audit_key()),
+                self.clock,
+                interval_s=s.audit.checkpoint_interval_s,
+                keep_leaves=s.audit.checkpoint_keep_leaves,
+            )
+            if s.run_engine and s.audit.checkpoint_interval_s > 0
+            else None
+        )
 
     async def _engine_figures(self) -> list[Metric]:
         engine = self.engine
@@ -163,6 +179,8 @@ class Runtime:
             await self.access.start()
         if self.engine is not None:
             await self.engine.start()
+        if self.checkpoints is not None:
+            await self.checkpoints.start()
         self._grid_watch = asyncio.create_task(self._watch_grids(), name="grid-watch")
         m = self.settings.metrics
         if not serve_feed and m.enabled and m.dispatcher_port:
@@ -180,6 +198,8 @@ class Runtime:
                 await self._grid_watch
         # Each step is bounded (app/platform/shutdown.py): told to stop, a process is gone within
         # a minute whatever the broker or the database does.
+        if self.checkpoints is not None:
+            await bounded("the audit checkpoints", self.checkpoints.stop(), 5.0)
         if self.engine is not None:
             await bounded("the dispatcher", self.engine.stop(), 25.0)
         if self.relay is not None:

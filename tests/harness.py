@@ -22,6 +22,7 @@ import uvicorn
 from PIL import Image
 from sqlalchemy import func, select
 
+from app.auth.scopes import parse_scope
 from app.auth.tokens import Role, issue_token
 from app.devices.keys import sign
 from app.http.app import create_app
@@ -57,6 +58,8 @@ def make_settings(
         "limits": {"enabled": False},
         # A scrape reads the database's figures afresh: tests compare one scrape with the next.
         "metrics": {"gauge_cache_s": 0},
+        # No checkpoint taken behind a test's back; tests/app/test_checkpoints.py takes them.
+        "audit": {"checkpoint_interval_s": 0},
     }
     if db_url:
         fields["db"] = {"url": db_url}
@@ -81,6 +84,7 @@ def environment_of(s: Settings) -> dict[str, str]:
         "GRIDFLOW_KAFKA__BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers,
         "GRIDFLOW_KAFKA__TOPIC_PREFIX": s.kafka.topic_prefix,
         "GRIDFLOW_KAFKA__PARTITIONS": str(s.kafka.partitions),
+        "GRIDFLOW_AUDIT__CHECKPOINT_INTERVAL_S": str(s.audit.checkpoint_interval_s),
     }
 
 
@@ -157,7 +161,8 @@ class Harness:
             await asyncio.wait_for(self._task, timeout=15)
 
     # --- identities -------------------------------------------------------------------------
-    def token(self, role: Role | str, subject: str) -> str:
+    def token(self, role: Role | str, subject: str, scope: str | None = None) -> str:
+        """One of gridflow's own tokens; `scope` (`street:330106001`...) for a scoped one."""
         auth = self.settings.auth
         return issue_token(
             self.runtime.secret,
@@ -167,23 +172,28 @@ class Harness:
             audience=auth.audience,
             now=datetime.now(UTC),
             ttl_s=3600,
+            scope=parse_scope(scope) if scope else None,
         )
 
-    def auth(self, role: Role | str, subject: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(role, subject)}"}
+    def auth(self, role: Role | str, subject: str, scope: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(role, subject, scope)}"}
 
-    async def ticket(self, role: Role | str, subject: str) -> str:
+    async def ticket(self, role: Role | str, subject: str, scope: str | None = None) -> str:
         """A single-use stream ticket, asked for as a client does."""
-        r = await self.client.post("/v1/tickets", headers=self.auth(role, subject))
+        r = await self.client.post("/v1/tickets", headers=self.auth(role, subject, scope))
         assert r.status_code == 200, r.text
         ticket: str = r.json()["ticket"]
         return ticket
 
     async def feed_url(
-        self, role: Role | str = "operator", subject: str = "ops", **query: Any
+        self,
+        role: Role | str = "operator",
+        subject: str = "ops",
+        scope: str | None = None,
+        **query: Any,
     ) -> str:
         """The WebSocket feed's URL with a fresh ticket and `query` (since=, grid=, ...)."""
-        params = {"ticket": await self.ticket(role, subject), **query}
+        params = {"ticket": await self.ticket(role, subject, scope), **query}
         return self.base_url.replace("http", "ws") + "/v1/feed?" + urlencode(params)
 
     def device(self, device_id: str = "cam-001") -> dict[str, Any]:

@@ -4,7 +4,7 @@ A browser cannot set an Authorization header on a WebSocket or an EventSource, a
 in access logs, proxies and browser history. So a client trades its bearer token for a ticket
 (`POST /v1/tickets`) and puts the ticket, not the token, in the stream's URL: it is good for one
 connection within `ttl_s` (30 s by default), and worthless once used or expired. A ticket is
-`gft1.<claims>.<mac>`: the caller's role and subject, its expiry and a random nonce, signed
+`gft1.<claims>.<mac>`: the caller's role, subject and scope, its expiry and a random nonce, signed
 with a key derived from gridflow's signing secret. Pure functions; the HTTP layer records used
 nonces (app/http/deps.py).
 """
@@ -19,6 +19,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
+from app.auth.scopes import InvalidScope, parse_scope
 from app.auth.tokens import Principal, Role
 from app.platform.errors import Unauthorized
 
@@ -52,6 +53,8 @@ def issue_ticket(secret: str, principal: Principal, *, now: datetime, ttl_s: int
         "e": int(now.timestamp()) + ttl_s,
         "n": secrets.token_hex(16),
     }
+    if principal.scope is not None:
+        claims["c"] = str(principal.scope)  # a scoped operator's stream stays in its scope
     body = _b64(json.dumps(claims, separators=(",", ":")).encode())
     mac = hmac.new(_key(secret), f"{PREFIX}.{body}".encode(), hashlib.sha256).digest()
     return f"{PREFIX}.{body}.{_b64(mac)}"
@@ -72,9 +75,10 @@ def read_ticket(secret: str, ticket: str, *, now: datetime) -> Ticket:
     if not hmac.compare_digest(mac, expected) or not isinstance(claims, dict):
         raise Unauthorized("invalid ticket")
     try:
-        principal = Principal(Role(claims["r"]), str(claims["s"]))
+        scope = parse_scope(claims["c"]) if "c" in claims else None
+        principal = Principal(Role(claims["r"]), str(claims["s"]), scope)
         expires, nonce = int(claims["e"]), str(claims["n"])
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError, InvalidScope) as exc:
         raise Unauthorized("invalid ticket") from exc
     if expires <= now.timestamp():
         raise Unauthorized("ticket expired: ask for a new one")

@@ -10,6 +10,7 @@ from typing import Any
 
 import jwt
 
+from app.auth.scopes import CITY, SCOPE_CLAIM, InvalidScope, Scope, parse_scope
 from app.platform.errors import ServiceUnavailable, Unauthorized
 
 
@@ -20,10 +21,14 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+STAFF = (Role.OPERATOR, Role.ADMIN)  # the roles a scope limits
+
+
 @dataclass(frozen=True)
 class Principal:
     role: Role
     subject: str
+    scope: Scope | None = None  # operators and admins only; None: the whole city
 
     @property
     def actor(self) -> str:
@@ -40,10 +45,14 @@ def issue_token(
     now: datetime,
     ttl_s: int,
     auth_time: int | None = None,
+    scope: Scope | None = None,
 ) -> str:
     """A token signed with gridflow's own secret. `auth_time` is when its holder first got
-    one (a renewed token keeps it; sessions end `session_max_s` after it)."""
-    claims = {
+    one (a renewed token keeps it; sessions end `session_max_s` after it). `scope` limits an
+    operator or admin to part of the city (app/auth/scopes.py); ValueError for another role."""
+    if scope is not None and role not in STAFF:
+        raise ValueError(f"only operator and admin tokens carry a scope, not {role.value} tokens")
+    claims: dict[str, Any] = {
         "sub": subject,
         "role": role.value,
         "iss": issuer,
@@ -52,6 +61,8 @@ def issue_token(
         "exp": int((now + timedelta(seconds=ttl_s)).timestamp()),
         "auth_time": int(now.timestamp()) if auth_time is None else auth_time,
     }
+    if scope is not None:
+        claims[SCOPE_CLAIM] = str(scope)
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -61,6 +72,12 @@ class TokenVerifier:
     `jwks_url`, cached, fetched again for an unknown key id). Signature, issuer, audience,
     expiry, subject and role are checked for both; no other algorithm is accepted, so a token
     cannot pick its own verification (`none`, or HS256 keyed with a public key).
+
+    A scope (app/auth/scopes.py) is read from `gridflow_scope` in gridflow's own tokens and
+    from `scope_claim` in the provider's: absent (or null) is the whole city, anything that is
+    not a scope refuses the token, and a scope on a resident's or worker's token is checked,
+    then ignored (their reach is their own reports and tasks). Gridflow's own claim is fixed on
+    purpose: renaming a setting must never turn a scoped token into a city-wide one.
 
     A verified token is remembered until it expires (`remembered`), so a phone sending many
     requests with one token pays for the signature check once; only the JWKS path can wait
@@ -78,12 +95,16 @@ class TokenVerifier:
         jwks_issuer: str | None = None,
         jwks_audience: str | None = None,
         role_claim: str = "role",
+        scope_claim: str = SCOPE_CLAIM,
+        scope_required: bool = False,
     ) -> None:
         self.secret = secret
         self.issuer, self.audience = issuer, audience
         self.jwks_issuer = jwks_issuer or issuer
         self.jwks_audience = jwks_audience or audience
         self.role_claim = role_claim
+        self.scope_claim = scope_claim
+        self.scope_required = scope_required
         self.jwks = (
             jwt.PyJWKClient(jwks_url, cache_jwk_set=True, lifespan=300, timeout=5)
             if jwks_url
@@ -172,8 +193,26 @@ class TokenVerifier:
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject or len(subject) > 128:
             raise Unauthorized("token subject is invalid")
-        principal = Principal(role, subject)
+        principal = Principal(role, subject, self._scope(claims, own=alg == "HS256", role=role))
         if len(self._verified) >= self.REMEMBER:
             self._verified.clear()
         self._verified[token] = (principal, float(claims["exp"]))
         return principal
+
+    def _scope(self, claims: dict[str, Any], *, own: bool, role: Role) -> Scope | None:
+        raw = claims.get(SCOPE_CLAIM if own else self.scope_claim)
+        if raw == CITY:
+            return None
+        if raw is None:
+            if not own and self.scope_required and role in STAFF:
+                # a provider that forgot the claim (or a renamed claim) must not make a street
+                # operator city-wide: with scope_required, city-wide says so itself
+                raise Unauthorized(
+                    f"token has no {self.scope_claim} claim; a city-wide operator's says {CITY!r}"
+                )
+            return None
+        try:
+            scope = parse_scope(raw)
+        except InvalidScope as exc:
+            raise Unauthorized(f"token scope is invalid: {exc}") from exc
+        return scope if role in STAFF else None

@@ -14,7 +14,7 @@ field, value) and the salt. Erasing a field removes its value and its salt and k
 commitment, so the chain still verifies and nobody, even with the key, can tell what was there
 (a field's own salt: one erased field's commitment cannot be tested against guesses with the
 salt of another that is kept). An event without personal data has no commitments and hashes
-its whole content, as every event did before commitments existed (migration 0015 resealed
+its whole content, as every event did before commitments existed (migration 0017 resealed
 the chains that verified then). Every erased field must be named by a later
 `PersonalDataErased` event of its case, itself sealed: a field removed by someone without the
 key shows as erased without a record.

@@ -62,6 +62,7 @@ class EventEnvelope(BaseModel):
     actor: str
     grid: str | None = None
     category: str | None = None
+    department: str | None = None  # the case's queue, if a department's
     cursor: int | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     trace: str | None = None  # the W3C traceparent of the request that wrote it, when traced
@@ -105,6 +106,7 @@ class NewEvent:
     actor: str
     grid_code: str
     category: str
+    department: str | None
     data: dict[str, Any]
     prev_hash: str | None = None
     hash: str | None = None
@@ -135,6 +137,7 @@ def append_case_event(
         actor=actor,
         grid_code=case.grid_code,
         category=case.category,
+        department=case.department,
         data=data or {},
     )
     uow.seal(case, row)
@@ -160,6 +163,7 @@ def envelope_of(row: CaseEvent | NewEvent | Row[Any]) -> EventEnvelope:
         actor=row.actor,
         grid=row.grid_code,
         category=row.category,
+        department=row.department,
         cursor=row.id,
         data=row.data,
     )

@@ -83,21 +83,29 @@ CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
 async def check_caller(
-    request: Request, token: str | None, roles: tuple[Role, ...], limit: LimitKind | None
+    request: Request,
+    token: str | None,
+    roles: tuple[Role, ...],
+    limit: LimitKind | None,
+    city_wide: bool = False,
 ) -> Principal:
-    """The caller presenting `token`, if it has one of `roles`; with `limit`, one token taken
-    from its budget for that kind of route."""
+    """The caller presenting `token`, if it has one of `roles` (and, with `city_wide`, no
+    scope); with `limit`, one token taken from its budget for that kind of route."""
     runtime: Runtime = request.app.state.runtime
     principal = await principal_from_token(runtime, token)
     if principal.role not in roles:
         allowed = ", ".join(r.value for r in roles)
         raise Forbidden(f"this needs the role {allowed}; the token is {principal.role.value}")
+    if city_wide and principal.scope is not None:
+        raise Forbidden(
+            f"this concerns the whole city: it needs a token without a scope, not {principal.scope}"
+        )
     if limit is not None:
         take(request, runtime, limit, principal.actor)
     return principal
 
 
-def caller(*roles: Role, limit: LimitKind | None = None) -> Any:
+def caller(*roles: Role, limit: LimitKind | None = None, city_wide: bool = False) -> Any:
     """One flat dependency for a route: `check_caller` on the bearer token. Flat on purpose:
     FastAPI walks every node of a route's dependency tree on every request, and a nested tree
     of small dependencies cost the report route more than its database work."""
@@ -107,7 +115,7 @@ def caller(*roles: Role, limit: LimitKind | None = None) -> Any:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
         token = credentials.credentials if credentials else None
-        return await check_caller(request, token, roles, limit)
+        return await check_caller(request, token, roles, limit, city_wide)
 
     return Depends(who)
 
@@ -158,8 +166,12 @@ async def get_worker(runtime: RuntimeDep, principal: WorkerPrincipal) -> Worker:
 
 
 CurrentWorker = Annotated[Worker, Depends(get_worker)]
+# Operators and admins reach their scope (app/auth/scopes.py): routes pass `principal.scope`
+# to the read models and check single cases and workers against it.
 Operator = Annotated[Principal, caller(Role.OPERATOR, Role.ADMIN)]
 Admin = Annotated[Principal, caller(Role.ADMIN)]
+# What concerns the whole city (the grid set, the SLA policies): admins without a scope only
+CityAdmin = Annotated[Principal, caller(Role.ADMIN, city_wide=True)]
 # Verdicts on resolved cases: inspectors (workers; the skill is checked by the engine), operators
 Inspector = Annotated[Principal, caller(Role.WORKER, Role.OPERATOR, Role.ADMIN)]
 ReportReader = Annotated[Principal, caller(Role.RESIDENT, Role.OPERATOR, Role.ADMIN)]

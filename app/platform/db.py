@@ -250,7 +250,7 @@ def _upgrade(connection: Connection, revision: str, audit_key: bytes | None) -> 
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
     cfg = alembic_config()
     cfg.attributes["connection"] = connection
-    # A migration that reseals the case histories (0015) needs the key they are sealed with.
+    # A migration that reseals the case histories (0017) needs the key they are sealed with.
     cfg.attributes["audit_key"] = audit_key
     command.upgrade(cfg, revision)
 

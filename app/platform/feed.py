@@ -31,6 +31,7 @@ from typing import Any, cast
 from sqlalchemy import Row, Select, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.scopes import Scope
 from app.cases.events import EventEnvelope, EventType, envelope_of
 from app.models import CaseEvent
 from app.platform.db import EVENTS_CHANNEL, Database
@@ -52,8 +53,11 @@ class FeedFilter:
     categories: frozenset[str] | None = None
     case_id: str | None = None
     report_id: str | None = None  # until the report's case is known
+    scope: Scope | None = None  # a scoped operator's reach: checked before any other filter
 
     def matches(self, env: EventEnvelope) -> bool:
+        if self.scope is not None and not self.scope.covers(env.grid, env.department):
+            return False
         if self.case_id is not None:
             if env.case_id != self.case_id:
                 return False
@@ -66,6 +70,8 @@ class FeedFilter:
         return self.categories is None or env.category in self.categories
 
     def apply(self, stmt: Select[Any]) -> Select[Any]:
+        if self.scope is not None:
+            stmt = stmt.where(self.scope.events())
         if self.case_id is not None:
             stmt = stmt.where(CaseEvent.case_id == self.case_id)
         if self.grids is not None:

@@ -159,6 +159,20 @@ class AuthSettings(BaseModel):
     jwks_issuer: str | None = Field(default=None, description="iss of the provider's tokens")
     jwks_audience: str | None = Field(default=None, description="aud of the provider's tokens")
     role_claim: str = Field(default="role", description="the claim that carries the role")
+    scope_claim: str = Field(
+        default="gridflow_scope",
+        min_length=1,
+        description="The claim of the provider's tokens that limits an operator or admin to a "
+        "district, street, community or department (`street:330106001`, `department:roads`); "
+        "absent: the whole city. Not OAuth's `scope`, which lists other things. gridflow's own "
+        "tokens always use `gridflow_scope`.",
+    )
+    scope_required: bool = Field(
+        default=False,
+        description="Refuse (401) a provider's operator or admin token without the scope "
+        "claim; a city-wide one then carries `city`. Turn on once the provider sends the claim: "
+        "a forgotten or renamed claim then fails closed instead of reaching the whole city.",
+    )
     token_ttl_s: int = Field(
         default=12 * 3600,
         gt=0,
@@ -173,6 +187,25 @@ class AuthSettings(BaseModel):
     )
     ticket_ttl_s: int = Field(
         default=30, ge=5, le=300, description="Lifetime of a stream ticket (POST /v1/tickets)."
+    )
+
+
+class AuditSettings(BaseModel):
+    """Signed checkpoints of every case's chain head (app/cases/checkpoints.py)."""
+
+    checkpoint_interval_s: float = Field(
+        default=3600,
+        ge=0,
+        description="How often a dispatcher (or `gridflow serve`) takes a signed checkpoint of "
+        "every case's chain head; one process takes each. 0: only on demand "
+        "(`gridflow audit checkpoint`).",
+    )
+    checkpoint_keep_leaves: int = Field(
+        default=24,
+        ge=2,
+        description="The newest checkpoints whose leaves (one per case: id, last event, head "
+        "hash) are kept; older ones keep their root and signature. About 62 bytes a case "
+        "each.",
     )
 
 
@@ -385,6 +418,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     sla: SlaSettings = SlaSettings()
     auth: AuthSettings = AuthSettings()
+    audit: AuditSettings = AuditSettings()
     intake: IntakeSettings = IntakeSettings()
     privacy: PrivacySettings = PrivacySettings()
     geo: GeoSettings = GeoSettings()

@@ -5,7 +5,7 @@ cases, a worker's tasks), and checks who may see what in the query or beside it.
 routes call these and return their results; nothing here knows of HTTP.
 """
 
-from app.reads.access import may_see_photo
+from app.reads.access import check_case, check_worker, may_see_photo, report_in_scope
 from app.reads.cases import case_page, case_view, sla_state, sla_states
 from app.reads.catalog import categories, worker_profile, worker_profiles
 from app.reads.common import grid_read, public_actor, report_links, resident_safe
@@ -18,10 +18,13 @@ __all__ = [
     "case_page",
     "case_view",
     "categories",
+    "check_case",
+    "check_worker",
     "grid_read",
     "may_see_photo",
     "pending_verifications",
     "public_actor",
+    "report_in_scope",
     "report_links",
     "report_view",
     "resident_data",

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.scopes import Scope
 from app.cases import queries
 from app.cases.states import ACTIVE_TASK, CaseStatus
 from app.models import Case, Report, SlaTimer, Task
@@ -126,10 +127,14 @@ async def case_page(
     limit: int,
     offset: int,
     department: str | None = None,
+    scope: Scope | None = None,
 ) -> CasePage:
     """Cases newest first, in two queries. Overdue: open, with an on-site, close or verify
-    deadline passed. `department`: that department's queue."""
+    deadline passed. `department`: that department's queue. `scope`: only the cases inside
+    it, whatever the other filters."""
     stmt = select(Case)
+    if scope is not None:
+        stmt = stmt.where(scope.cases())
     if department:
         stmt = stmt.where(Case.department == department)
     if status:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.scopes import Scope
 from app.models import Category, SlaPolicy, Worker
 from app.reads.schemas import CategoryRead, WorkerProfileRead
 
@@ -48,10 +49,19 @@ def worker_profile(worker: Worker) -> WorkerProfileRead:
 
 
 async def worker_profiles(
-    session: AsyncSession, *, grid: str | None, department: str | None, limit: int, offset: int
+    session: AsyncSession,
+    *,
+    grid: str | None,
+    department: str | None,
+    limit: int,
+    offset: int,
+    scope: Scope | None = None,
 ) -> list[WorkerProfileRead]:
-    """Workers by id; `grid` a code or prefix, `department` a department's workers."""
+    """Workers by id; `grid` a code or prefix, `department` a department's workers; `scope`:
+    only the workers inside it."""
     stmt = select(Worker)
+    if scope is not None:
+        stmt = stmt.where(scope.workers())
     if grid:
         stmt = stmt.where(Worker.grid_code.startswith(grid, autoescape=True))
     if department:

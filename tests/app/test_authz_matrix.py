@@ -1,10 +1,17 @@
 """The authorization matrix: every endpoint × every kind of caller, against the real app.
 
 Each row is one endpoint; each column one caller: nobody, the resident who reported, another
-resident, the worker offered the task, another worker, an operator, an admin, and a signed
-sensor. A cell is the set of statuses allowed (an allowed caller may still meet a 409 or 422
-from the state of the case; it must never see 401/403, and a refused caller must never see
-anything else). The table must name every route the app has.
+resident, the worker offered the task, another worker, an operator, an admin, a signed
+sensor, and scoped staff (app/auth/scopes.py): an operator and an admin of the case's street,
+an operator and an admin of the street next to it, and an operator of the case's department
+(the road repair is the roads department's). The unscoped operator and admin are the
+city-wide columns. A cell is the set of statuses allowed (an allowed caller may still meet a
+409 or 422 from the state of the case; it must never see 401/403/404, and a refused caller
+must never see anything else). The table must name every route the app has.
+
+Outside its scope a caller meets 404 for one case or report (as if it did not exist) and 403
+for a photo (as every caller with no part in it) or a worker; lists, figures and the feed
+answer it with its own area only (tests/app/test_scopes.py checks what they hold).
 """
 
 from __future__ import annotations
@@ -21,11 +28,25 @@ from app.http.app import ROUTERS
 from tests.app.test_alerts import alert
 from tests.harness import CITY_POINT, Harness, png_bytes
 
-CALLERS = ["anon", "owner", "resident", "worker", "other_worker", "operator", "admin", "sensor"]
+SCOPED = ["own_operator", "next_operator", "own_admin", "next_admin", "dept_operator"]
+CALLERS = [
+    "anon",
+    "owner",
+    "resident",
+    "worker",
+    "other_worker",
+    "operator",
+    "admin",
+    "sensor",
+    *SCOPED,
+]
+INSIDE = ("operator", "admin", "own_operator", "own_admin", "dept_operator")
+OUTSIDE = ("next_operator", "next_admin")
 OK_READ = {200}
 ACTED = {200, 409, 422}  # allowed: the answer depends on the task's state
 DENY = {403}
 NOAUTH = {401}
+HIDDEN = {404}  # outside the caller's scope: as if it did not exist
 
 
 def row(**cells: set[int]) -> dict[str, set[int]]:
@@ -35,9 +56,15 @@ def row(**cells: set[int]) -> dict[str, set[int]]:
     return out
 
 
+def staff(inside: set[int], outside: set[int], **cells: set[int]) -> dict[str, set[int]]:
+    """A row for operators and admins: `inside` for the city-wide ones and those whose scope
+    holds the case, `outside` for the neighbouring street's."""
+    return row(**dict.fromkeys(INSIDE, inside), **dict.fromkeys(OUTSIDE, outside), **cells)
+
+
 PUBLIC = dict.fromkeys(CALLERS, OK_READ)
-OPS = row(operator=OK_READ, admin=OK_READ)
 WORKER_ACTION = row(worker=ACTED)
+EVERY_TOKEN = [c for c in CALLERS if c not in ("anon", "sensor")]
 
 MATRIX: dict[tuple[str, str], dict[str, set[int]]] = {
     ("GET", "/healthz"): PUBLIC,
@@ -48,8 +75,8 @@ MATRIX: dict[tuple[str, str], dict[str, set[int]]] = {
     ("GET", "/v1/grids"): PUBLIC,
     ("GET", "/v1/grids/locate"): PUBLIC,
     ("POST", "/v1/reports"): row(owner={201}, resident={201}),
-    ("GET", "/v1/reports/{report_id}"): row(owner=OK_READ, operator=OK_READ, admin=OK_READ),
-    ("GET", "/v1/reports/{report_id}/events"): row(owner=OK_READ, operator=OK_READ, admin=OK_READ),
+    ("GET", "/v1/reports/{report_id}"): staff(OK_READ, HIDDEN, owner=OK_READ),
+    ("GET", "/v1/reports/{report_id}/events"): staff(OK_READ, HIDDEN, owner=OK_READ),
     ("POST", "/v1/reports/{report_id}/feedback"): row(owner={409}),  # not resolved yet
     # Bearer tokens are not credentials here: only a device signature is.
     ("POST", "/v1/alerts"): dict.fromkeys(CALLERS, NOAUTH) | {"sensor": {202}},
@@ -62,29 +89,31 @@ MATRIX: dict[tuple[str, str], dict[str, set[int]]] = {
     ("POST", "/v1/tasks/{task_id}/return"): WORKER_ACTION,
     ("GET", "/v1/workers/me/status"): row(worker=OK_READ, other_worker=OK_READ),  # their own
     ("PUT", "/v1/workers/me/status"): row(worker=OK_READ, other_worker=OK_READ),
-    ("GET", "/v1/cases"): OPS,
-    ("GET", "/v1/cases/{case_id}"): OPS,
+    # Lists and figures answer every operator, each with its own scope's cases only.
+    ("GET", "/v1/cases"): staff(OK_READ, OK_READ),
+    ("GET", "/v1/cases/{case_id}"): staff(OK_READ, HIDDEN),
     # The operator stops the clocks; the admin then meets a stopped clock (409), and so on.
-    ("POST", "/v1/cases/{case_id}/pause"): row(operator={200, 409}, admin={200, 409}),
-    ("POST", "/v1/cases/{case_id}/resume"): row(operator={200, 409}, admin={200, 409}),
+    ("POST", "/v1/cases/{case_id}/pause"): staff({200, 409}, HIDDEN),
+    ("POST", "/v1/cases/{case_id}/resume"): staff({200, 409}, HIDDEN),
     # Inspectors are workers with the inspect skill: neither of these workers has it. The
     # worker has resolved the road repair by then: the operator passes it, the admin meets 409.
-    ("POST", "/v1/cases/{case_id}/verify"): row(operator={200, 409}, admin={200, 409}),
+    ("POST", "/v1/cases/{case_id}/verify"): staff({200, 409}, HIDDEN),
     ("GET", "/v1/workers/me/verifications"): row(),
-    ("GET", "/v1/stats"): OPS,
+    ("GET", "/v1/stats"): staff(OK_READ, OK_READ),
+    # The whole city's: admins without a scope only.
     ("GET", "/v1/admin/policies"): row(admin=OK_READ),
     ("PUT", "/v1/admin/policies"): row(admin={422}),  # no policy for any category: refused
-    ("GET", "/v1/admin/workers"): row(admin=OK_READ),
-    ("PUT", "/v1/admin/workers/{worker_id}"): row(admin=OK_READ),
-    ("GET", "/v1/photos/{photo_id}"): row(
-        owner=OK_READ, worker=OK_READ, operator=OK_READ, admin=OK_READ
-    ),
     ("PUT", "/v1/admin/grids"): row(admin={422}),  # an empty set: refused after the check
-    ("WS", "/v1/feed"): row(operator={101}, admin={101}, anon=DENY, sensor=DENY),
+    # Each admin lists its scope's workers; the new worker is in the case's street.
+    ("GET", "/v1/admin/workers"): row(admin=OK_READ, own_admin=OK_READ, next_admin=OK_READ),
+    ("PUT", "/v1/admin/workers/{worker_id}"): row(admin=OK_READ, own_admin=OK_READ),
+    ("GET", "/v1/photos/{photo_id}"): staff(OK_READ, DENY, owner=OK_READ, worker=OK_READ),
+    # Every operator's feed opens; what it carries is its scope's (tests/app/test_scopes.py).
+    ("WS", "/v1/feed"): staff({101}, {101}, anon=DENY, sensor=DENY),
     # Any bearer token: a stream ticket, a renewed token, for its own holder
-    ("POST", "/v1/tickets"): row(**dict.fromkeys(CALLERS[1:7], OK_READ)),
-    ("POST", "/v1/token/refresh"): row(**dict.fromkeys(CALLERS[1:7], OK_READ)),
-    # Staff reads of residents' personal data: admins only
+    ("POST", "/v1/tickets"): row(**dict.fromkeys(EVERY_TOKEN, OK_READ)),
+    ("POST", "/v1/token/refresh"): row(**dict.fromkeys(EVERY_TOKEN, OK_READ)),
+    # Staff reads of residents' personal data, the whole city's: admins without a scope only
     ("GET", "/v1/admin/access-log"): row(admin=OK_READ),
     # A resident's own data, whoever it is (another resident gets their own: nothing)
     ("GET", "/v1/me/data"): row(owner=OK_READ, resident=OK_READ),
@@ -101,6 +130,8 @@ class World:
     photo_id: str
     worker: str
     other_worker: str
+    street: str  # the case's street
+    next_street: str  # the street beside it
 
 
 async def world(h: Harness) -> World:
@@ -119,20 +150,38 @@ async def world(h: Harness) -> World:
     other = "w-33010600100101-1"
     if other == task["worker_id"]:
         other = "w-33010600100102-1"
-    return World(report_id, case_id, task["id"], photo_id, task["worker_id"], other)
+    case = await h.case(case_id)
+    assert case["department"] == "roads"
+    street = case["grid"][:9]
+    next_street = "330106002" if street != "330106002" else "330106001"
+    return World(
+        report_id, case_id, task["id"], photo_id, task["worker_id"], other, street, next_street
+    )
+
+
+def token_for(h: Harness, w: World, caller: str) -> str | None:
+    """The caller's bearer token (None: it has none)."""
+    who: dict[str, tuple[str, str, str | None]] = {
+        "owner": ("resident", "owner", None),
+        "resident": ("resident", "someone-else", None),
+        "worker": ("worker", w.worker, None),
+        "other_worker": ("worker", w.other_worker, None),
+        "operator": ("operator", "ops-1", None),
+        "admin": ("admin", "root", None),
+        "own_operator": ("operator", "ops-street", f"street:{w.street}"),
+        "next_operator": ("operator", "ops-next", f"street:{w.next_street}"),
+        "own_admin": ("admin", "admin-street", f"street:{w.street}"),
+        "next_admin": ("admin", "admin-next", f"street:{w.next_street}"),
+        "dept_operator": ("operator", "ops-roads", "department:roads"),
+    }
+    if caller not in who:
+        return None
+    return h.token(*who[caller])
 
 
 def headers_for(h: Harness, w: World, caller: str) -> dict[str, str]:
-    return {
-        "anon": {},
-        "owner": h.auth("resident", "owner"),
-        "resident": h.auth("resident", "someone-else"),
-        "worker": h.auth("worker", w.worker),
-        "other_worker": h.auth("worker", w.other_worker),
-        "operator": h.auth("operator", "ops-1"),
-        "admin": h.auth("admin", "root"),
-        "sensor": {},
-    }[caller]
+    token = token_for(h, w, caller)
+    return {} if token is None else {"Authorization": f"Bearer {token}"}
 
 
 BODIES: dict[str, Any] = {
@@ -160,15 +209,7 @@ async def call(h: Harness, w: World, caller: str, method: str, template: str) ->
         worker_id="w-new-1",
     )
     if method == "WS":
-        tokens = {
-            "owner": h.token("resident", "owner"),
-            "resident": h.token("resident", "r"),
-            "worker": h.token("worker", w.worker),
-            "other_worker": h.token("worker", w.other_worker),
-            "operator": h.token("operator", "o"),
-            "admin": h.token("admin", "a"),
-        }
-        token = tokens.get(caller)
+        token = token_for(h, w, caller)
         ticket = ""
         if token is not None:
             r = await h.client.post("/v1/tickets", headers={"Authorization": f"Bearer {token}"})
@@ -215,7 +256,7 @@ async def test_every_endpoint_for_every_caller(h: Harness) -> None:
     # Refusals first, then the allowed calls (some of which change the task's state).
     cells = sorted(
         ((route, caller) for route in MATRIX for caller in CALLERS),
-        key=lambda rc: MATRIX[rc[0]][rc[1]] not in (NOAUTH, DENY),
+        key=lambda rc: MATRIX[rc[0]][rc[1]] not in (NOAUTH, DENY, HIDDEN),
     )
     for (method, template), caller in cells:
         allowed = MATRIX[(method, template)][caller]

@@ -31,6 +31,32 @@ def test_token_issue_prints_a_verifiable_token(
     assert (data_dir / "jwt-secret").stat().st_mode & 0o077 == 0
 
 
+def test_token_issue_with_a_scope(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["token", "issue", "--role", "operator", "--subject", "ops-hu"]
+    assert main([*args, "--scope", "street:330106001", "--json"]) == 0
+    issued = json.loads(capsys.readouterr().out)
+    assert issued["scope"] == "street:330106001"
+    verifier = TokenVerifier(Settings().jwt_secret(), issuer="gridflow", audience="gridflow")
+    assert str(verifier.verify(issued["token"]).scope) == "street:330106001"
+    assert main([*args, "--scope", "town:330106001"]) == 2
+    assert "unknown scope kind 'town'" in capsys.readouterr().err
+    assert main([*args, "--scope", "street:3301"]) == 2
+    assert "9 digits" in capsys.readouterr().err
+    worker = [
+        "token",
+        "issue",
+        "--role",
+        "worker",
+        "--subject",
+        "w-1",
+        "--scope",
+        "district:330106",
+    ]
+    assert main(worker) == 2
+    captured = capsys.readouterr()
+    assert "only operator and admin" in captured.err and not captured.out
+
+
 def test_production_refuses_a_missing_secret(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

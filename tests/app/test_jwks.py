@@ -137,3 +137,68 @@ def _hmac_with(secret: bytes, claims: dict[str, Any]) -> str:
 
 async def test_without_a_jwks_provider_tokens_are_refused(h: Harness) -> None:
     assert await status(h, token(RSA_KEY, "RS256", "rsa-1")) == 401
+
+
+async def test_provider_scopes_limit_and_malformed_ones_are_refused(
+    configured: Configured, jwks_url: str
+) -> None:
+    auth = {
+        "jwks_url": jwks_url,
+        "jwks_issuer": ISSUER,
+        "jwks_audience": AUDIENCE,
+        "scope_claim": "area",
+    }
+    async with configured(auth=auth) as city:
+
+        async def policies(bearer: str) -> tuple[int, str]:
+            r = await city.client.get(
+                "/v1/admin/policies", headers={"Authorization": f"Bearer {bearer}"}
+            )
+            return r.status_code, r.json().get("detail", "")
+
+        admin = {"role": "admin"}
+        assert (await policies(token(RSA_KEY, "RS256", "rsa-1", **admin)))[0] == 200
+        # OAuth's own `scope` claim lists other things: it is not gridflow's
+        oauth = token(RSA_KEY, "RS256", "rsa-1", scope="openid profile", **admin)
+        assert (await policies(oauth))[0] == 200
+        scoped = token(EC_KEY, "ES256", "ec-1", area="district:330106", **admin)
+        status_code, detail = await policies(scoped)
+        assert status_code == 403 and "whole city" in detail
+        assert await status(city, scoped) == 200  # its own district's cases
+        for bad in ("district:3301", "county:330106", ["street:330106001"]):
+            status_code, detail = await policies(
+                token(RSA_KEY, "RS256", "rsa-1", area=bad, **admin)
+            )
+            assert status_code == 401 and "token scope is invalid" in detail, bad
+        # the provider's claim name is for the provider's tokens: gridflow's own keep theirs
+        own = city.token("admin", "local-admin", "street:330106001")
+        assert (await policies(own))[0] == 403
+
+
+async def test_a_required_scope_claim_fails_closed(configured: Configured, jwks_url: str) -> None:
+    auth = {
+        "jwks_url": jwks_url,
+        "jwks_issuer": ISSUER,
+        "jwks_audience": AUDIENCE,
+        "scope_required": True,
+    }
+    async with configured(auth=auth) as city:
+        # a staff token the provider sent without the claim (a forgotten mapper, a renamed
+        # claim) is refused, not city-wide
+        r = await city.client.get(
+            "/v1/cases", headers={"Authorization": f"Bearer {token(RSA_KEY, 'RS256', 'rsa-1')}"}
+        )
+        assert r.status_code == 401 and "gridflow_scope" in r.json()["detail"]
+        assert await status(city, token(RSA_KEY, "RS256", "rsa-1", gridflow_scope=None)) == 401
+        # city-wide says so; a scope still limits
+        assert await status(city, token(RSA_KEY, "RS256", "rsa-1", gridflow_scope="city")) == 200
+        street = token(EC_KEY, "ES256", "ec-1", gridflow_scope="street:330106001")
+        assert await status(city, street) == 200
+        # residents and workers carry no scope: nothing required of them
+        resident = token(RSA_KEY, "RS256", "rsa-1", role="resident")
+        r = await city.client.get(
+            "/v1/reports/none", headers={"Authorization": f"Bearer {resident}"}
+        )
+        assert r.status_code == 404
+        # gridflow's own tokens are unchanged: no claim is city-wide
+        assert await status(city, city.token("operator", "local-op")) == 200

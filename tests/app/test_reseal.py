@@ -1,6 +1,7 @@
-"""Migration 0015 on a database sealed the way it was before: every chain that verifies is sealed
+"""Migration 0017 on a database sealed the way it was before: every chain that verifies is sealed
 again with personal fields as commitments (and can then be erased); a chain that did not verify
-is left exactly as it was, its faults still named."""
+is left exactly as it was, its faults still named; the audit checkpoints taken before follow
+the resealed heads."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from app.cases.audit import GENESIS, chain_hash, verify
+from app.cases.checkpoint_take import take
+from app.cases.checkpoint_verify import verify_checkpoints
+from app.cases.checkpoints import CheckpointKey
 from app.models import Case, CaseEvent
 from app.platform.db import Database, alembic_config
 from app.privacy.erase import erase_resident
 from tests.app.residents import feedback, file_report, resolve
 from tests.conftest import Configured
 
-RESEAL = "0015"  # the revision that reseals the chains
+RESEAL = "0017"  # the revision that reseals the chains
 
 
 def _downgrade(connection: Connection, revision: str) -> None:
@@ -67,12 +71,20 @@ async def test_the_migration_reseals_intact_chains_and_leaves_a_tampered_one(
             )
         faults = await problems(db, key)
         assert faults == [(tampered["case_id"], 2, "edited")]
+        signer = CheckpointKey(key)
+        for _ in range(2):  # two checkpoints of the chains as they were, both with leaves
+            assert await take(db, signer, h.clock.now(), keep_leaves=24) is not None
+            h.clock.advance(60)
         down = ScriptDirectory.from_config(alembic_config()).get_revision(RESEAL).down_revision
         async with db.engine.begin() as conn:
             await conn.run_sync(_downgrade, str(down))
         await db.upgrade()  # with the key: Database hands it to the migration
 
         assert await problems(db, key) == faults  # the tampered chain as it was
+        # The checkpoints name the new heads, hold, and the next finds nothing amiss.
+        assert (await verify_checkpoints(db, signer)).problems == []
+        taken = await take(db, signer, h.clock.now(), keep_leaves=24)
+        assert taken is not None and taken.faults == [] and taken.rolled_back == 0
         async with db.reader() as s:
             events = list(await s.scalars(select(CaseEvent).order_by(CaseEvent.id)))
         mine = [e for e in events if e.case_id == kept["case_id"]]
@@ -87,5 +99,6 @@ async def test_the_migration_reseals_intact_chains_and_leaves_a_tampered_one(
             erased = await erase_resident(uow, h.clock.now(), "resident-k", coarsen_m=100)
         assert erased.fields >= 2
         assert await problems(db, key) == faults
+        assert (await verify_checkpoints(db, signer)).problems == []
     finally:
         await db.dispose()

@@ -1,4 +1,5 @@
-"""Administration: replacing the grid set; the SLA policies; workers' profiles."""
+"""Administration: replacing the grid set and the SLA policies (the whole city's: admins
+without a scope); workers' profiles (a scoped admin: the workers of its scope)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from app import reads
 from app.gridsets.store import import_grid_set, import_rules
 from app.http.bodies import read_json, read_limited
-from app.http.deps import Admin, Reader, RuntimeDep, UowDep, limit
+from app.http.deps import Admin, CityAdmin, Reader, RuntimeDep, UowDep, limit
 from app.http.docs import errors
 from app.http.schemas import GridSetImported, WorkerProfileBody
 from app.platform.errors import AppError
@@ -62,14 +63,15 @@ _BODY = {
     "community, unit); each feature's properties carry `code`, `level`, `name`, `parent` and "
     "optionally `responsible`. Every problem is listed in a 422 `invalid_grid_set` answer "
     "(`problems`, each with `kind`, `message`, `feature`, `code`, `others`, `area_m2`, `at`) "
-    "and nothing changes. A valid set becomes the active version at once.",
+    "and nothing changes. A valid set becomes the active version at once. The whole city's: "
+    "admins without a scope only.",
     responses=errors(400, 401, 403, 413, 422),
     openapi_extra=_BODY,
 )
 async def replace_grids(
     request: Request,
     runtime: RuntimeDep,
-    principal: Admin,
+    principal: CityAdmin,
     allow_gaps: Annotated[
         bool, Query(description="accept gaps inside the service area (reported as warnings)")
     ] = False,
@@ -92,10 +94,10 @@ async def replace_grids(
     dependencies=[limit("admin")],
     summary="The SLA policy document: departments, categories and every policy",
     description="What `PUT /v1/admin/policies` takes back unchanged. Every field is explained "
-    "in docs/POLICIES.md.",
+    "in docs/POLICIES.md. The whole city's: admins without a scope only.",
     responses=errors(401, 403),
 )
-async def read_policies(_: Admin, session: Reader) -> PolicyDocument:
+async def read_policies(_: CityAdmin, session: Reader) -> PolicyDocument:
     return await policies.current(session)
 
 
@@ -106,7 +108,8 @@ async def read_policies(_: Admin, session: Reader) -> PolicyDocument:
     description="Validated as a whole: every problem is listed in a 422 `invalid_policies` "
     "answer (`problems`, each with `at`, a path into the document, and `message`) and nothing "
     "changes. Every category, listed or already stored, needs a policy at priority 0. Clocks "
-    "already running keep their due times; new clocks follow the new policies.",
+    "already running keep their due times; new clocks follow the new policies. The whole "
+    "city's: admins without a scope only.",
     responses=errors(400, 401, 403, 413, 422),
     openapi_extra={
         "requestBody": {
@@ -118,7 +121,7 @@ async def read_policies(_: Admin, session: Reader) -> PolicyDocument:
     },
 )
 async def replace_policies(
-    request: Request, runtime: RuntimeDep, _: Admin, uow: UowDep
+    request: Request, runtime: RuntimeDep, _: CityAdmin, uow: UowDep
 ) -> PolicyDocument:
     raw = await read_limited(request, MAX_POLICY_BYTES)
     doc = await policies.validated(uow.session, _load(raw))
@@ -137,18 +140,22 @@ async def profile_body(request: Request, _: Admin) -> WorkerProfileBody:
     "/workers",
     dependencies=[limit("admin")],
     summary="Workers' profiles: grid, department, skills, capacity",
+    description="A scoped admin lists the workers of its scope: an area's grid workers, or a "
+    "department's workers; a filter outside it is 403 `outside_scope`.",
     responses=errors(401, 403),
 )
 async def list_workers(
-    _: Admin,
+    who: Admin,
     session: Reader,
     grid: Annotated[str | None, Query(max_length=20, description="a grid code or prefix")] = None,
     department: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[WorkerProfileRead]:
+    if who.scope is not None:
+        who.scope.check_worker_filters(grid=grid, department=department)
     return await reads.worker_profiles(
-        session, grid=grid, department=department, limit=limit, offset=offset
+        session, grid=grid, department=department, limit=limit, offset=offset, scope=who.scope
     )
 
 
@@ -158,16 +165,21 @@ async def list_workers(
     summary="Create or update a worker's profile (a new worker is off duty until they report)",
     description="`grid` must be a unit grid of the live set and `department` a known department "
     "(422 `validation_error` with `field` otherwise). Skills rank workers for categories that "
-    "name them; `inspect` makes the worker an inspector (核查). See docs/POLICIES.md.",
+    "name them; `inspect` makes the worker an inspector (核查). See docs/POLICIES.md. A scoped "
+    "admin saves only workers of its scope, as they are and as they become (403 "
+    "`outside_scope`).",
     responses=errors(400, 401, 403, 413, 415, 422),
 )
 async def save_worker(
     worker_id: WorkerId,
-    _: Admin,
+    who: Admin,
     body: Annotated[WorkerProfileBody, Depends(profile_body)],
     uow: UowDep,
     runtime: RuntimeDep,
 ) -> WorkerProfileRead:
+    await reads.check_worker(
+        uow.session, who, worker_id, grid_code=body.grid, department=body.department
+    )
     profile = Profile(
         name=body.name,
         grid_code=body.grid,

@@ -32,11 +32,12 @@ router = APIRouter(prefix="/v1/cases", tags=["operations"])
     dependencies=[limit("reads")],
     summary="Cases, newest first (operator token)",
     description="`overdue=true`: open cases with an on-site, close or verify deadline already "
-    "passed. `department=roads`: the roads department's queue.",
+    "passed. `department=roads`: the roads department's queue. A scoped token lists only the "
+    "cases of its scope; a `grid` or `department` outside it is 403 `outside_scope`.",
     responses=errors(401, 403),
 )
 async def list_cases(
-    _: Operator,
+    who: Operator,
     session: Reader,
     runtime: RuntimeDep,
     status: CaseStatus | None = None,
@@ -52,6 +53,8 @@ async def list_cases(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> CasePage:
+    if who.scope is not None:
+        who.scope.check_case_filters(grid=grid, department=department)
     return await reads.case_page(
         session,
         now=runtime.clock.now(),
@@ -62,6 +65,7 @@ async def list_cases(
         overdue=overdue,
         limit=limit,
         offset=offset,
+        scope=who.scope,
     )
 
 
@@ -73,8 +77,8 @@ async def list_cases(
 )
 async def read_case(case_id: str, who: Operator, session: Reader, runtime: RuntimeDep) -> CaseRead:
     case = await session.get(Case, case_id)
-    if case is None:
-        raise CaseNotFound(f"case {case_id} does not exist")
+    if case is None or (who.scope is not None and not who.scope.covers_case(case)):
+        raise CaseNotFound(f"case {case_id} does not exist")  # outside a scope: the same
     runtime.access.record(who, "case", case_id=case.id)
     return await reads.case_view(session, runtime.ctx, case)
 
@@ -98,6 +102,7 @@ async def pause_clocks(
     uow: UowDep,
     runtime: RuntimeDep,
 ) -> CaseRead:
+    await reads.check_case(uow.session, who, case_id)
     command = PauseClocks(case_id, PauseKind(body.kind), body.reason, who.actor)
     case = await commands.handle(uow, runtime.ctx, command)
     runtime.access.record(who, "case", case_id=case.id)
@@ -111,6 +116,7 @@ async def pause_clocks(
     responses=errors(401, 403, 404, 409),
 )
 async def resume_clocks(case_id: str, who: Operator, uow: UowDep, runtime: RuntimeDep) -> CaseRead:
+    await reads.check_case(uow.session, who, case_id)
     case = await commands.handle(uow, runtime.ctx, ResumeClocks(case_id, who.actor))
     runtime.access.record(who, "case", case_id=case.id)
     return await reads.case_view(uow.session, runtime.ctx, case)
@@ -141,6 +147,7 @@ async def verify_case(
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> VerificationRead | JSONResponse:
+    await reads.check_case(uow.session, who, case_id)  # operators' scopes; workers have none
     request = fingerprint("verify", case_id, body.model_dump(mode="json"))
     claim = await idempotency.claim(
         uow.session, who.actor, idempotency_key, request, runtime.clock.now()

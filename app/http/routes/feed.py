@@ -96,6 +96,10 @@ async def feed(
     (comma-separated). `since=<cursor>` replays stored events after that cursor first, then
     continues live; reconnect (with a new ticket) from the last cursor received to miss
     nothing. A refused credential closes the socket with code 1008.
+
+    A scoped token (a district's, a street's, a department's) gets only the events of its
+    scope's cases, whatever the filters; a `grid` or `street` outside it closes the socket
+    with code 1008.
     """
     runtime: Runtime = websocket.app.state.runtime
     try:
@@ -106,8 +110,20 @@ async def feed(
     if who.role not in (Role.OPERATOR, Role.ADMIN):
         await websocket.close(code=POLICY_VIOLATION, reason="the feed is for operators")
         return
+    flt = FeedFilter(
+        grids=_split(grid),
+        street=street or None,
+        categories=_split(category),
+        scope=who.scope,
+    )
+    if who.scope is not None:
+        try:
+            for area in (flt.street, *(flt.grids or ())):
+                who.scope.check_area(area)
+        except AppError as exc:
+            await websocket.close(code=POLICY_VIOLATION, reason=exc.detail[:120])
+            return
     await websocket.accept()
-    flt = FeedFilter(grids=_split(grid), street=street or None, categories=_split(category))
     snapshots = _snapshots(websocket.app.state)
 
     async def pump() -> None:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
 from app import reads
-from app.http.deps import Admin, Reader, Resident, RuntimeDep, limit
+from app.http.deps import CityAdmin, Reader, Resident, RuntimeDep, limit
 from app.http.docs import errors
 from app.platform.errors import ValidationFailed
 from app.privacy.erase import delete_unreferenced
@@ -65,12 +65,13 @@ async def erase_me(resident: Resident, runtime: RuntimeDep) -> ErasureRead:
     "/admin/access-log",
     dependencies=[limit("admin")],
     summary="Staff reads of residents' personal data: who, when, which case, what",
-    description="In the order recorded; filter by `case`, by the staff member's `subject`, "
+    description="The whole city's (an admin token without a scope). In the order recorded; "
+    "filter by `case`, by the staff member's `subject`, "
     "and from `since`; page with `after` (the previous page's `next_after`).",
     responses=errors(401, 403, 422),
 )
 async def access_log(
-    _: Admin,
+    _: CityAdmin,
     session: Reader,
     case: Annotated[str | None, Query(max_length=36)] = None,
     subject: Annotated[str | None, Query(max_length=128)] = None,

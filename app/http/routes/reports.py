@@ -118,6 +118,8 @@ async def _readable_report(session: Reader, report_id: str, who: Principal) -> R
         raise ReportNotFound(f"report {report_id} does not exist")
     if who.role is Role.RESIDENT and report.reporter_id != who.subject:
         raise Forbidden("this report belongs to another resident")
+    if who.scope is not None and not await reads.report_in_scope(session, who.scope, report):
+        raise ReportNotFound(f"report {report_id} does not exist")  # outside: the same
     return report
 
 
@@ -181,7 +183,7 @@ async def report_events(
     if last_event_id and last_event_id.strip().isdigit():
         cursor = int(last_event_id.strip())
     for_resident = who.role is Role.RESIDENT
-    flt = FeedFilter(report_id=report_id)
+    flt = FeedFilter(report_id=report_id, scope=who.scope)
 
     async def case_of_report() -> str | None:
         async with runtime.db.reader() as session:

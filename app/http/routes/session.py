@@ -47,9 +47,10 @@ async def new_ticket(who: Annotated[Principal, Anyone], runtime: RuntimeDep) -> 
     "/token/refresh",
     dependencies=[Anyone],
     summary="Renew one of gridflow's own tokens before it expires",
-    description="Answers a new token for the same caller, good for `auth.token_ttl_s`. A "
-    "session is renewed up to `auth.session_max_s` after its first token; then its holder "
-    "signs in again. Tokens of the city's identity provider are renewed there.",
+    description="Answers a new token for the same caller and scope, good for "
+    "`auth.token_ttl_s`. A session is renewed up to `auth.session_max_s` after its first "
+    "token; then its holder signs in again. Tokens of the city's identity provider are renewed "
+    "there.",
     responses=errors(401),
 )
 async def refresh(request: Request, runtime: RuntimeDep) -> TokenRead:
@@ -72,5 +73,6 @@ async def refresh(request: Request, runtime: RuntimeDep) -> TokenRead:
         now=now,
         ttl_s=ttl,
         auth_time=since,
+        scope=who.scope,  # a renewed token reaches exactly what the first did
     )
     return TokenRead(access_token=renewed, expires_in=ttl)

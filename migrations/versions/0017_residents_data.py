@@ -1,8 +1,8 @@
 """Residents' data rights: personal fields sealed by commitment (every intact chain resealed),
 reports' erasure and retention marks, the log of staff reads of personal data
 
-Revision ID: 0015
-Revises: 0011
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-03
 
 The reseal needs the audit key: `gridflow db upgrade` and a process that migrates on start hand
@@ -13,6 +13,10 @@ sealed before; a chain that verifies is sealed again with its personal fields as
 id order, all in the migration's transaction. A chain that does not verify is left exactly as
 it is, so `gridflow audit verify` goes on reporting what it reported before; the migration
 logs how many, and the first of them.
+
+Audit checkpoints (migration 0014) taken before name the old heads: if they all hold (signature,
+links, leaves), the leaves they keep are carried over to the new heads and they are signed
+again, from the oldest with leaves on, with the same key; else they are left to be reported.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision = "0015"
-down_revision = "0011"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
@@ -117,6 +121,7 @@ def _reseal(bind: sa.engine.Connection) -> None:
         sa.column("occurred_at", UtcDateTime()),
         sa.column("grid_code"),
         sa.column("category"),
+        sa.column("department"),
         sa.column("data", Json),
         sa.column("prev_hash"),
         sa.column("hash"),
@@ -125,6 +130,9 @@ def _reseal(bind: sa.engine.Connection) -> None:
     if bind.execute(sa.select(events.c.id).limit(1)).first() is None:
         return  # a new database: nothing to reseal, no key needed
     key = _audit_key()
+    # The heads the stored checkpoints name, by (case, seq): carried over to their new hashes.
+    named = _checkpointed_heads(bind)
+    carried: dict[tuple[str, int, bytes], bytes] = {}
     set_event = (
         events.update()
         .where(events.c.id == sa.bindparam("b_id"))
@@ -175,9 +183,11 @@ def _reseal(bind: sa.engine.Connection) -> None:
                     actor=e.actor,
                     grid_code=e.grid_code,
                     category=e.category,
+                    department=e.department,
                     data=e.data,
                 )
                 seal(key, prev, new)
+                assert new.hash is not None
                 if new.hash != e.hash or new.commitments is not None:
                     event_rows.append(
                         {
@@ -187,6 +197,9 @@ def _reseal(bind: sa.engine.Connection) -> None:
                             "b_commitments": new.commitments,
                         }
                     )
+                old = bytes.fromhex(e.hash)
+                if named.get((case.id, e.seq)) == old:
+                    carried[(case.id, e.seq, old)] = bytes.fromhex(new.hash)
                 prev = new.hash
             heads.append({"b_id": case.id, "b_head": prev})
             resealed += 1
@@ -203,3 +216,136 @@ def _reseal(bind: sa.engine.Connection) -> None:
             ", ".join(left[:20]),
             " …" if len(left) > 20 else "",
         )
+    if carried:
+        _carry_checkpoints(bind, key, carried)
+
+
+def _checkpoint_tables() -> tuple[sa.TableClause, sa.TableClause]:
+    from app.models import Json, UtcDateTime
+
+    checkpoints = sa.table(
+        "audit_checkpoints",
+        *(
+            sa.column(name)
+            for name in ("id", "cases", "events", "root", "prev_digest", "vanished",
+                         "rolled_back", "key_id", "signature")
+        ),
+        sa.column("taken_at", UtcDateTime()),
+        sa.column("faults", Json),
+    )
+    leaves = sa.table(
+        "audit_checkpoint_leaves",
+        sa.column("checkpoint_id"),
+        sa.column("chunk"),
+        sa.column("count"),
+        sa.column("data", sa.LargeBinary()),
+    )
+    return checkpoints, leaves
+
+
+def _checkpointed_heads(bind: sa.engine.Connection) -> dict[tuple[str, int], bytes]:
+    """Every (case, seq) → head the stored checkpoint leaves name (migration 0014's tables;
+    none when they are absent or empty)."""
+    if not sa.inspect(bind).has_table("audit_checkpoint_leaves"):
+        return {}
+    from app.cases.checkpoints import unpack
+
+    _, leaves = _checkpoint_tables()
+    named: dict[tuple[str, int], bytes] = {}
+    for (data,) in bind.execute(sa.select(leaves.c.data)):
+        for leaf in unpack(data):
+            named[(leaf.case_id, leaf.seq)] = leaf.head
+    return named
+
+
+def _carry_checkpoints(
+    bind: sa.engine.Connection, key: bytes, carried: dict[tuple[str, int, bytes], bytes]
+) -> None:
+    """The reseal gave every head a new hash: the checkpoints that keep their leaves would
+    find every case rolled back. Their leaves get the new hashes, their roots are computed
+    again and, from the oldest of them on, each statement is signed again and linked to the one
+    before, with the same key. Only if they all hold as they are (signature and links):
+    checkpoints that do not hold are left as they are, to be reported. Copies exported before
+    no longer match and are exported again (README, "Residents' data")."""
+    from app.cases.checkpoints import (
+        CheckpointKey,
+        Leaf,
+        MerkleTree,
+        canonical,
+        digest,
+        pack,
+        signature_holds,
+        statement,
+        unpack,
+    )
+    from app.models import AuditCheckpoint
+
+    checkpoints, leaves = _checkpoint_tables()
+    signer = CheckpointKey(key)
+    rows = [
+        AuditCheckpoint(**dict(r._mapping))
+        for r in bind.execute(sa.select(checkpoints).order_by(checkpoints.c.id))
+    ]
+    kept = sorted({cid for (cid,) in bind.execute(sa.select(leaves.c.checkpoint_id).distinct())})
+    before: AuditCheckpoint | None = None
+    for cp in rows:
+        links = cp.prev_digest is None if before is None else cp.prev_digest == digest(statement(before))
+        if cp.key_id != signer.key_id or not links or not signature_holds(
+            signer.public, cp.signature, canonical(statement(cp))
+        ):
+            log.warning(
+                "audit checkpoint %d does not hold: the checkpoints are left as they are, and "
+                "gridflow audit verify will report the resealed cases as rolled back",
+                cp.id,
+            )
+            return
+        before = cp
+    by_id = {cp.id: cp for cp in rows}
+    for cid in kept:  # and their leaves make their signed roots
+        tree = MerkleTree()
+        for (data,) in bind.execute(
+            sa.select(leaves.c.data).where(leaves.c.checkpoint_id == cid).order_by(leaves.c.chunk)
+        ):
+            for leaf in unpack(data):
+                tree.add(leaf)
+        if cid not in by_id or tree.count != by_id[cid].cases or tree.root() != by_id[cid].root:
+            log.warning(
+                "the leaves of audit checkpoint %d do not make its root: the checkpoints are "
+                "left as they are, and gridflow audit verify will report the resealed cases as "
+                "rolled back",
+                cid,
+            )
+            return
+    roots: dict[int, str] = {}
+    for cid in kept:
+        tree = MerkleTree()
+        for chunk, data in bind.execute(
+            sa.select(leaves.c.chunk, leaves.c.data)
+            .where(leaves.c.checkpoint_id == cid)
+            .order_by(leaves.c.chunk)
+        ):
+            moved = [
+                Leaf(leaf.case_id, leaf.seq, carried.get(leaf, leaf.head)) for leaf in unpack(data)
+            ]
+            for leaf in moved:
+                tree.add(leaf)
+            bind.execute(
+                leaves.update()
+                .where(leaves.c.checkpoint_id == cid, leaves.c.chunk == chunk)
+                .values(data=pack(moved))
+            )
+        roots[cid] = tree.root()
+    first = kept[0] if kept else None
+    previous: AuditCheckpoint | None = None
+    for cp in rows:
+        if first is not None and cp.id >= first:
+            cp.root = roots.get(cp.id, cp.root)
+            cp.prev_digest = digest(statement(previous)) if previous is not None else None
+            cp.signature = signer.sign(canonical(statement(cp)))
+            bind.execute(
+                checkpoints.update()
+                .where(checkpoints.c.id == cp.id)
+                .values(root=cp.root, prev_digest=cp.prev_digest, signature=cp.signature)
+            )
+        previous = cp
+    log.info("audit checkpoints %s carried over to the resealed heads and signed again", kept)
