@@ -292,6 +292,9 @@ class Engine:
         return await self.retention.run(self.ctx.clock.now())
 
     async def _retention_loop(self) -> None:
+        # The first run a minute after start (sooner for a shorter interval): not at once, beside
+        # the start's own work, yet soon enough for a process that restarts often.
+        await asyncio.sleep(min(60.0, self.retention_interval_s))
         while True:
             try:
                 await self.apply_retention()
