@@ -209,10 +209,30 @@ class SeenSignature(Base):
 
 
 class Report(Base):
-    """One resident report or sensor alert, as received (coordinates kept as sent and as WGS-84)."""
+    """One resident report or sensor alert, as received (coordinates kept as sent and as WGS-84).
+
+    A resident's personal data here (who, what they wrote, where exactly) is removed on their
+    request (`erased_at`) or after the retention period (`coarsened_at`: the location is then
+    coarse, and everything else personal gone): app/privacy/."""
 
     __tablename__ = "reports"
-    __table_args__ = (UniqueConstraint("device_id", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("device_id", "external_id"),
+        # The retention job's two scans: residents' reports not yet coarsened, oldest first, and
+        # those erased on request whose case may have closed since.
+        Index(
+            "ix_reports_retention",
+            "created_at",
+            postgresql_where=text("coarsened_at IS NULL AND source = 'resident'"),
+            sqlite_where=text("coarsened_at IS NULL AND source = 'resident'"),
+        ),
+        Index(
+            "ix_reports_erased_pending",
+            "erased_at",
+            postgresql_where=text("erased_at IS NOT NULL AND coarsened_at IS NULL"),
+            sqlite_where=text("erased_at IS NOT NULL AND coarsened_at IS NULL"),
+        ),
+    )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     source: Mapped[ReportSource] = mapped_column(State(ReportSource))
     reporter_id: Mapped[str | None] = mapped_column(String(128), index=True)
@@ -232,6 +252,8 @@ class Report(Base):
     observed_at: Mapped[datetime | None]
     confidence: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime]
+    erased_at: Mapped[datetime | None]  # the resident asked for erasure
+    coarsened_at: Mapped[datetime | None]  # location coarsened, nothing personal left
 
 
 class Photo(Base):
@@ -328,6 +350,9 @@ class CaseEvent(Base):
     data: Mapped[dict[str, Any]]
     prev_hash: Mapped[str | None] = mapped_column(String(64))  # see app/cases/audit.py
     hash: Mapped[str | None] = mapped_column(String(64))
+    # The personal fields' commitments and salts, {field: {commitment, salt}}; an erased
+    # field keeps its commitment only. None: the event holds no personal data.
+    commitments: Mapped[dict[str, Any] | None]
 
 
 class AuditCheckpoint(Base):
@@ -442,3 +467,23 @@ class RateBucket(Base):
     key: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)  # a digest of the key
     full_at: Mapped[datetime]
     taken: Mapped[int] = mapped_column(Integer)  # tokens the last take gave (of those asked)
+
+
+class AccessRecord(Base):
+    """A staff member's read of a resident's personal data (a report, a case's timeline, a
+    task, a photo): who, when, which case, what (app/privacy/access.py)."""
+
+    __tablename__ = "access_log"
+    __table_args__ = (
+        Index("ix_access_log_case", "case_id", "id"),
+        Index("ix_access_log_subject", "subject", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(128))
+    # No foreign keys: the record outlives whatever it names
+    case_id: Mapped[str | None] = mapped_column(String(36))
+    report_id: Mapped[str | None] = mapped_column(String(36))
+    what: Mapped[str] = mapped_column(String(16))  # report, case, task, photo, events
+    ref: Mapped[str | None] = mapped_column(String(36))  # the photo's or task's id

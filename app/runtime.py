@@ -31,6 +31,8 @@ from app.platform.settings import Settings
 from app.platform.shutdown import bounded
 from app.platform.tracing import Tracing
 from app.policies.categories import CategoryCache
+from app.privacy.access import AccessLog
+from app.privacy.retention import Retention
 from app.seed import seed_categories, seed_demo_city
 from dispatch.context import DispatchContext
 from dispatch.engine import Engine
@@ -84,6 +86,7 @@ class Runtime:
         self.ctx = DispatchContext(clock=self.clock, grids=self.grids, sla=s.sla)
         self.tracing = Tracing(s.tracing)  # off unless tracing.enabled
         self.hub = FeedHub(self.db, poll_s=s.bus.poll_interval_s)
+        self.access = AccessLog(self.db, self.clock, s.privacy)  # staff reads of personal data
         self.metrics = Metrics(s.metrics, self.clock, bus=s.bus.kind)
         self.db.on_events(self.metrics.observe_events)
         self.metrics.add_source(database_source(self.db, self.clock, kafka=not embedded))
@@ -104,6 +107,8 @@ class Runtime:
                 prune_interval_s=s.bus.outbox_prune_interval_s,
                 batch_size=s.bus.batch_size,
                 tracing=self.tracing,
+                retention=Retention(self.db, self.photos, s.privacy),
+                retention_interval_s=s.privacy.retention_interval_s,
             )
             if s.run_engine
             else None
@@ -177,6 +182,7 @@ class Runtime:
         if serve_feed:
             await self.hub.start()
             self.limits.start()  # HTTP is served here: prune the shared buckets
+            await self.access.start()
         if self.engine is not None:
             await self.engine.start()
         if self.checkpoints is not None:
@@ -206,6 +212,7 @@ class Runtime:
             await bounded("the outbox relay", self.relay.stop(), 12.0)
         await bounded("the live feed", self.hub.stop(), 8.0)
         await bounded("the rate limits' connections", self.limits.close(), 3.0)
+        await bounded("the access log", self.access.stop(), 8.0)
         await bounded("the bus", self.bus.stop(), 5.0)
         await bounded("closing database connections", self.db.dispose(), 8.0)
         self.metrics.close()

@@ -17,6 +17,7 @@ from app.cases.states import PauseKind
 from app.models import Case, Task, Worker
 from app.photos.store import CheckedPhoto
 from app.platform.uow import UnitOfWork
+from app.privacy import erase
 from dispatch import batch, cases, opening, pauses, workers
 from dispatch.context import DispatchContext
 
@@ -120,6 +121,15 @@ class SaveWorkerProfile(Command[Worker]):
     profile: workers.Profile
 
 
+@dataclass(frozen=True)
+class EraseResident(Command[erase.Erasure]):
+    """A resident's right to erasure: their personal data removed, each case's history and
+    figures kept (app/privacy/erase.py). The photo files go after the commit."""
+
+    resident_id: str
+    coarsen_m: float
+
+
 Handler = Callable[[UnitOfWork, DispatchContext, Any], Awaitable[Any]]
 
 HANDLERS: dict[type[Command[Any]], Handler] = {
@@ -157,6 +167,9 @@ HANDLERS: dict[type[Command[Any]], Handler] = {
     ResumeClocks: lambda uow, ctx, c: pauses.resume(uow, ctx, c.case_id, actor=c.actor),
     SetWorkerStatus: lambda uow, ctx, c: workers.set_status(uow, ctx, c.worker_id, c.update),
     SaveWorkerProfile: lambda uow, ctx, c: workers.save_profile(uow, ctx, c.worker_id, c.profile),
+    EraseResident: lambda uow, ctx, c: erase.erase_resident(
+        uow, ctx.clock.now(), c.resident_id, coarsen_m=c.coarsen_m
+    ),
 }
 
 

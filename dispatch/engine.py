@@ -1,4 +1,4 @@
-"""The running engine: the intake consumer and the SLA sweeper, as two loops.
+"""The running engine: the intake consumer, the SLA sweeper and the retention job, as loops.
 
 Each consumed message is one unit of work: its event id is recorded in the same transaction as
 its effects, so a redelivery is a no-op, and the offset is committed only after that transaction
@@ -28,6 +28,7 @@ from app.platform.settings import TracingSettings
 from app.platform.shutdown import bounded
 from app.platform.tracing import Tracing
 from app.platform.uow import UnitOfWork
+from app.privacy.retention import Retention, RetentionRun
 from dispatch import commands, sla
 from dispatch.batch import SlotsTaken
 from dispatch.commands import Command, DispatchReport
@@ -67,7 +68,11 @@ class Engine:
         outbox_keep_s: int = 24 * 3600,
         prune_interval_s: float = 600,
         tracing: Tracing | None = None,
+        retention: Retention | None = None,
+        retention_interval_s: float = 3600,
     ) -> None:
+        self.retention = retention  # residents' personal data cleared when due
+        self.retention_interval_s = retention_interval_s
         self.tracing = tracing or Tracing(TracingSettings())  # off unless given
         self.batch_size = batch_size
         self.outbox_keep_s = outbox_keep_s
@@ -97,6 +102,11 @@ class Engine:
             asyncio.create_task(self._consume(), name="gridflow-dispatcher"),
             asyncio.create_task(self._sweep_loop(), name="gridflow-sla-clock"),
         ]
+        if self.retention is not None:
+            # A loop of its own: a first run over years of reports must not hold up the clocks.
+            self._tasks.append(
+                asyncio.create_task(self._retention_loop(), name="gridflow-retention")
+            )
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """Finish the message in hand and commit it, then leave the group."""
@@ -275,6 +285,24 @@ class Engine:
         return await prune_outbox(
             self.db, now=now, keep_s=self.outbox_keep_s, embedded=isinstance(self.bus, EmbeddedBus)
         )
+
+    async def apply_retention(self) -> RetentionRun:
+        """Clear the residents' personal data that is due (app/privacy/retention.py)."""
+        assert self.retention is not None
+        return await self.retention.run(self.ctx.clock.now())
+
+    async def _retention_loop(self) -> None:
+        # The first run a minute after start (sooner for a shorter interval): not at once, beside
+        # the start's own work, yet soon enough for a process that restarts often.
+        await asyncio.sleep(min(60.0, self.retention_interval_s))
+        while True:
+            try:
+                await self.apply_retention()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("retention job failed; will retry")
+            await asyncio.sleep(self.retention_interval_s)
 
     async def _sweep_loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -45,6 +45,9 @@ class EventType(StrEnum):
     CASE_ESCALATED = "CaseEscalated"
     VERIFICATION_PASSED = "VerificationPassed"
     CASE_REWORKED = "CaseReworked"  # 返工: the inspector sent the work back
+    # A resident's personal data removed (on request, or after the retention period): which
+    # fields of which earlier events (app/privacy/erase.py, app/cases/audit.py)
+    PERSONAL_DATA_ERASED = "PersonalDataErased"
 
 
 class EventEnvelope(BaseModel):
@@ -107,6 +110,7 @@ class NewEvent:
     data: dict[str, Any]
     prev_hash: str | None = None
     hash: str | None = None
+    commitments: dict[str, Any] | None = None  # the personal fields' (app/cases/audit.py)
     id: int | None = None
 
 

@@ -48,7 +48,9 @@ def arun(work: Coroutine[Any, Any, T]) -> T:
 async def database(s: Settings, *, migrate: bool = True) -> AsyncIterator[Database]:
     """The configured database, disposed of afterwards. Commands that write migrate it to head
     first (as `gridflow db upgrade`); commands that only read leave its schema alone."""
-    db = Database(s.database_url)
+    # A migration may reseal the case histories (0017): it needs their key. Read-only commands
+    # leave the schema alone, and so never read or create a secret for it.
+    db = Database(s.database_url, audit_key=s.audit_key() if migrate else None)
     try:
         if migrate:
             await db.upgrade()

@@ -22,6 +22,7 @@ from app.http.routes import (
     health,
     metrics,
     photos,
+    privacy,
     reports,
     session,
     stats,
@@ -53,6 +54,7 @@ ROUTERS = tuple(
         photos,
         admin,
         session,
+        privacy,
     )
 )
 

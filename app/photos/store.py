@@ -28,6 +28,7 @@ FORMATS = {
     "PNG": ("image/png", "png"),
     "WEBP": ("image/webp", "webp"),
 }
+EXTENSIONS = {content_type: ext for content_type, ext in FORMATS.values()}
 
 
 @dataclass(frozen=True)
@@ -102,3 +103,12 @@ class PhotoStore:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         return path
+
+    def delete(self, sha256: str, extension: str) -> bool:
+        """Remove a stored photo's bytes (a resident's data erased); False if it was not there.
+        The caller checks first that no photo row still names it."""
+        try:
+            self.path_for(sha256, extension).unlink()
+        except FileNotFoundError:
+            return False
+        return True

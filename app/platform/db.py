@@ -217,7 +217,7 @@ class Database:
             if db_path and db_path != ":memory:":
                 Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         async with self.engine.begin() as conn:
-            await conn.run_sync(_upgrade, revision)
+            await conn.run_sync(_upgrade, revision, self.audit_key)
 
     async def lock_for_migration(self, session: AsyncSession) -> None:
         """Serialise schema and seed work across processes (PostgreSQL; SQLite has one writer)."""
@@ -245,11 +245,13 @@ def alembic_config() -> Config:
 MIGRATION_LOCK = 0x6D696772  # "migr": several processes starting at once migrate one at a time
 
 
-def _upgrade(connection: Connection, revision: str) -> None:
+def _upgrade(connection: Connection, revision: str, audit_key: bytes | None) -> None:
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
     cfg = alembic_config()
     cfg.attributes["connection"] = connection
+    # A migration that reseals the case histories (0017) needs the key they are sealed with.
+    cfg.attributes["audit_key"] = audit_key
     command.upgrade(cfg, revision)
 
 

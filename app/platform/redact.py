@@ -4,7 +4,8 @@ Access logs (and uvicorn's WebSocket lines) print the request target with its qu
 should never put a credential there (streams take single-use tickets, app/auth/tickets.py), but
 one that does must not leave it in the logs: the values of `token`, `ticket`, `access_token`,
 `api_key`, `key`, `secret`, `password` and `signature` query parameters, and anything after
-`Bearer `, are replaced by `[redacted]`.
+`Bearer `, are replaced by `[redacted]`. So are `lat` and `lon`: a resident's app locating
+itself (`/v1/grids/locate`) would otherwise leave a precise position beside its address.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import re
 
 REDACTED = "[redacted]"
 _QUERY = re.compile(
-    r"(?i)([?&](?:token|ticket|access_token|api_key|key|secret|password|signature)=)[^&\s\"']+"
+    r"(?i)([?&](?:token|ticket|access_token|api_key|key|secret|password|signature|lat|lon)=)"
+    r"[^&\s\"']+"
 )
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 LOGGERS = ("uvicorn.access", "uvicorn.error", "uvicorn", "gridflow")

@@ -215,6 +215,53 @@ class IntakeSettings(BaseModel):
     max_image_pixels: int = Field(default=40_000_000, gt=0)
 
 
+class PrivacySettings(BaseModel):
+    """Residents' personal data: how long it is kept, how coarse a kept location is, and the
+    log of staff reads of it (app/privacy/)."""
+
+    retain_personal_days: float = Field(
+        default=180,
+        ge=0,
+        description="Days after a case closes that its residents' personal data is kept: then "
+        "the retention job removes their id, description, address, photos and feedback "
+        "comments and coarsens the report's location (figures and the case history stay).",
+    )
+    coarsen_m: float = Field(
+        default=100,
+        ge=10,
+        le=10_000,
+        description="A location past retention (or erased on request) is moved to the centre "
+        "of its cell in a grid of squares this many metres wide.",
+    )
+    retention_interval_s: float = Field(
+        default=3600, gt=0, description="How often the engine runs the retention job."
+    )
+    retention_batch: int = Field(
+        default=100, ge=1, le=1000, description="Reports the retention job clears per transaction."
+    )
+    access_log_keep_days: float = Field(
+        default=3 * 365,
+        ge=1,
+        description="Days the log of staff reads of personal data is kept (the retention job "
+        "deletes older entries).",
+    )
+    access_log_repeat_s: float = Field(
+        default=300,
+        ge=0,
+        description="A read repeated by the same person, of the same thing, within this many "
+        "seconds is recorded once (a worker's app polls its tasks); 0 records every read.",
+    )
+    access_log_flush_s: float = Field(
+        default=0.5, gt=0, description="How often recorded reads are written to the database."
+    )
+    access_log_backlog: int = Field(
+        default=10_000,
+        ge=100,
+        description="Reads waiting to be written, at most: beyond it (the database away) staff "
+        "reads of personal data are refused with 503 rather than served unrecorded.",
+    )
+
+
 class GeoSettings(BaseModel):
     snap_m: float = Field(
         default=30.0,
@@ -417,6 +464,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     audit: AuditSettings = AuditSettings()
     intake: IntakeSettings = IntakeSettings()
+    privacy: PrivacySettings = PrivacySettings()
     geo: GeoSettings = GeoSettings()
     http: HttpSettings = HttpSettings()
     limits: LimitSettings = LimitSettings()

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.cases.audit import GENESIS, chain_hash
+from app.cases import audit
 from app.cases.events import NewEvent, case_event_outbox_row
 from app.models import Case, CaseEvent, OutboxMessage
 from app.platform.bulk import insert_rows
@@ -68,8 +68,7 @@ class UnitOfWork:
         (app/cases/audit.py)."""
         if self._audit_key is None:
             raise RuntimeError("this database has no audit key: case events cannot be sealed")
-        event.prev_hash = case.head_hash or GENESIS
-        event.hash = chain_hash(self._audit_key, event.prev_hash, event)
+        audit.seal(self._audit_key, case.head_hash or audit.GENESIS, event)
         case.head_hash = event.hash
 
     def add_event(self, event: NewEvent) -> None:

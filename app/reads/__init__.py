@@ -9,10 +9,12 @@ from app.reads.access import check_case, check_worker, may_see_photo, report_in_
 from app.reads.cases import case_page, case_view, sla_state, sla_states
 from app.reads.catalog import categories, worker_profile, worker_profiles
 from app.reads.common import grid_read, public_actor, report_links, resident_safe
+from app.reads.personal import access_page, resident_data
 from app.reads.reports import report_view
 from app.reads.tasks import pending_verifications, task_view, worker_tasks
 
 __all__ = [
+    "access_page",
     "case_page",
     "case_view",
     "categories",
@@ -25,6 +27,7 @@ __all__ = [
     "report_in_scope",
     "report_links",
     "report_view",
+    "resident_data",
     "resident_safe",
     "sla_state",
     "sla_states",

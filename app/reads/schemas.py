@@ -172,3 +172,84 @@ class WorkerProfileRead(BaseModel):
     capacity: int
     on_duty: bool
     open_tasks: int
+
+
+class PersonalPhoto(BaseModel):
+    id: str
+    url: str = Field(description="the photo's bytes, for its resident's token")
+    content_type: str
+    width: int
+    height: int
+    size_bytes: int
+    created_at: datetime
+
+
+class PersonalFeedback(BaseModel):
+    satisfied: bool
+    score: int
+    comment: str | None
+    created_at: datetime
+
+
+class PersonalCase(BaseModel):
+    """The case a resident's report became, as its resident follows it."""
+
+    id: str
+    status: str
+    created_at: datetime
+    closed_at: datetime | None
+    timeline: list[TimelineEntry]
+
+
+class PersonalReport(BaseModel):
+    id: str
+    category: str
+    description: str
+    address: str | None
+    location: dict[str, float] = Field(description="WGS-84, as stored")
+    location_sent: dict[str, Any] = Field(description="as the phone sent it: lat, lon, crs")
+    location_coarsened: bool = Field(description="the precise location is no longer kept")
+    grid: str
+    created_at: datetime
+    case: PersonalCase | None
+    photos: list[PersonalPhoto]
+    feedback: list[PersonalFeedback]
+
+
+class ResidentData(BaseModel):
+    """Everything gridflow holds about one resident (GET /v1/me/data)."""
+
+    subject: str
+    generated_at: datetime
+    reports: list[PersonalReport]
+    not_included: list[str] = Field(
+        description="what else exists and why it is not here",
+    )
+
+
+class ErasureRead(BaseModel):
+    reports: int = Field(description="reports whose personal data was removed")
+    cases: list[str] = Field(description="cases that recorded the erasure (PersonalDataErased)")
+    photos: int = Field(description="photos deleted")
+    event_fields: int = Field(description="personal fields erased from case events")
+    locations_coarsened: int = Field(
+        description="reports whose precise location was coarsened now (closed cases); an open "
+        "case keeps it until it closes"
+    )
+
+
+class AccessEntry(BaseModel):
+    id: int
+    at: datetime
+    role: str
+    subject: str
+    case_id: str | None
+    report_id: str | None
+    what: str = Field(description="report, case, task, photo or events")
+    ref: str | None = Field(description="the photo's or task's id")
+
+
+class AccessPage(BaseModel):
+    items: list[AccessEntry]
+    next_after: int | None = Field(description="pass as `after` for the next page")
+    limit: int

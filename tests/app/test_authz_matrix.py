@@ -113,6 +113,12 @@ MATRIX: dict[tuple[str, str], dict[str, set[int]]] = {
     # Any bearer token: a stream ticket, a renewed token, for its own holder
     ("POST", "/v1/tickets"): row(**dict.fromkeys(EVERY_TOKEN, OK_READ)),
     ("POST", "/v1/token/refresh"): row(**dict.fromkeys(EVERY_TOKEN, OK_READ)),
+    # Staff reads of residents' personal data, the whole city's: admins without a scope only
+    ("GET", "/v1/admin/access-log"): row(admin=OK_READ),
+    # A resident's own data, whoever it is (another resident gets their own: nothing)
+    ("GET", "/v1/me/data"): row(owner=OK_READ, resident=OK_READ),
+    # Last: the owner's erasure leaves the report theirs no more
+    ("POST", "/v1/me/erase"): row(owner=OK_READ, resident=OK_READ),
 }
 
 

@@ -108,6 +108,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 ROLE_BY_PREFIX = [
     ("/v1/reports", Role.RESIDENT, "resident-1"),
+    ("/v1/me", Role.RESIDENT, "resident-1"),
     ("/v1/tasks", Role.WORKER, "w-33010600100101-1"),
     ("/v1/workers/me/verifications", Role.WORKER, "w-33010600100101-2"),  # an inspector
     ("/v1/workers", Role.WORKER, "w-33010600100101-1"),

@@ -79,6 +79,7 @@ async def read_case(case_id: str, who: Operator, session: Reader, runtime: Runti
     case = await session.get(Case, case_id)
     if case is None or (who.scope is not None and not who.scope.covers_case(case)):
         raise CaseNotFound(f"case {case_id} does not exist")  # outside a scope: the same
+    runtime.access.record(who, "case", case_id=case.id)
     return await reads.case_view(session, runtime.ctx, case)
 
 
@@ -104,6 +105,7 @@ async def pause_clocks(
     await reads.check_case(uow.session, who, case_id)
     command = PauseClocks(case_id, PauseKind(body.kind), body.reason, who.actor)
     case = await commands.handle(uow, runtime.ctx, command)
+    runtime.access.record(who, "case", case_id=case.id)
     return await reads.case_view(uow.session, runtime.ctx, case)
 
 
@@ -116,6 +118,7 @@ async def pause_clocks(
 async def resume_clocks(case_id: str, who: Operator, uow: UowDep, runtime: RuntimeDep) -> CaseRead:
     await reads.check_case(uow.session, who, case_id)
     case = await commands.handle(uow, runtime.ctx, ResumeClocks(case_id, who.actor))
+    runtime.access.record(who, "case", case_id=case.id)
     return await reads.case_view(uow.session, runtime.ctx, case)
 
 

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from app import reads
 from app.http.deps import CurrentPrincipal, Reader, RuntimeDep, limit
 from app.http.docs import errors
-from app.models import Photo
+from app.models import Photo, Report
 from app.platform.errors import Forbidden, NotFound
 
 router = APIRouter(prefix="/v1/photos", tags=["photos"])
@@ -40,6 +40,15 @@ async def read_photo(
         raise PhotoNotFound(f"photo {photo_id} does not exist")
     if not await reads.may_see_photo(session, photo, who):
         raise Forbidden("this photo belongs to a report or task you have no part in")
+    if photo.report_id is not None:  # a resident's photo: staff reads are logged
+        report = await session.get(Report, photo.report_id)
+        runtime.access.record(
+            who,
+            "photo",
+            case_id=report.case_id if report else None,
+            report_id=photo.report_id,
+            ref=photo.id,
+        )
     path = runtime.photos.path_for(photo.sha256, _EXTENSION[photo.content_type])
     try:
         data = await asyncio.to_thread(path.read_bytes)

@@ -133,6 +133,7 @@ async def read_report(
     report_id: str, who: ReportReader, session: Reader, runtime: RuntimeDep
 ) -> ReportRead:
     report = await _readable_report(session, report_id, who)
+    runtime.access.record(who, "report", case_id=report.case_id, report_id=report.id)
     return await reads.report_view(
         session, runtime.ctx, runtime.grids.index, report, for_resident=who.role is Role.RESIDENT
     )
@@ -176,7 +177,8 @@ async def report_events(
     if who.role not in (Role.RESIDENT, Role.OPERATOR, Role.ADMIN):
         raise Forbidden("residents (their own reports) and operators only")
     async with runtime.db.reader() as session:
-        await _readable_report(session, report_id, who)
+        report = await _readable_report(session, report_id, who)
+    runtime.access.record(who, "events", case_id=report.case_id, report_id=report.id)
     cursor = after or 0
     if last_event_id and last_event_id.strip().isdigit():
         cursor = int(last_event_id.strip())

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from app import reads
-from app.auth.tokens import Principal
+from app.auth.tokens import Principal, Role
 from app.cases.states import TaskStatus
 from app.http import idempotency
 from app.http.bodies import MAX_JSON_BYTES, parse_json, read_body, read_json, read_limited
@@ -68,7 +68,14 @@ async def list_tasks(
                 await asyncio.wait_for(offered.wait(), timeout=wait)
                 async with runtime.db.reader() as session:
                     tasks = await reads.worker_tasks(session, worker.id)
+    for task in tasks:
+        _record(runtime, Principal(Role.WORKER, worker.id), task)
     return TaskList(tasks=tasks)
+
+
+def _record(runtime: Runtime, worker: Principal, task: TaskRead) -> None:
+    """A task shows its resident's description, address, location and photos: logged."""
+    runtime.access.record(worker, "task", case_id=task.case_id, ref=task.id)
 
 
 @router.get(
@@ -77,13 +84,17 @@ async def list_tasks(
     summary="One of the worker's tasks",
     responses=errors(401, 403, 404),
 )
-async def read_task(task_id: str, worker: WorkerPrincipal, session: Reader) -> TaskRead:
+async def read_task(
+    task_id: str, worker: WorkerPrincipal, session: Reader, runtime: RuntimeDep
+) -> TaskRead:
     task = await session.get(Task, task_id)
     if task is None:
         raise TaskNotFound(f"task {task_id} does not exist")
     if task.worker_id != worker.subject:
         raise Forbidden("this task belongs to another worker")
-    return await reads.task_view(session, task)
+    view = await reads.task_view(session, task)
+    _record(runtime, worker, view)
+    return view
 
 
 async def decline_body(request: Request, _: WorkerPrincipal) -> DeclineBody:
@@ -123,6 +134,7 @@ async def _act(
         await prepare()
     task = await commands.handle(uow, runtime.ctx, command)
     answer = await reads.task_view(uow.session, task)
+    _record(runtime, worker, answer)
     claim.complete(200, answer)
     return answer
 
