@@ -56,6 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app.auth.tokens import Role, issue_token  # noqa: E402
+from bench.pipeline import wrk  # noqa: E402
 
 PY = sys.executable
 SECRET = "bench-limits-secret-" + "x" * 40  # ≥ 32 characters; a throwaway database
@@ -90,38 +91,8 @@ def callers_file(directory: Path, name: str, n: int) -> Path:
 def run_wrk(
     port: int, path: str, callers: Path, seconds: float, connections: int
 ) -> dict[str, float]:
-    env = {**os.environ, "BENCH_PATH": path, "BENCH_CALLERS": str(callers)}
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t",
-            "1",
-            "-c",
-            str(connections),
-            "-d",
-            f"{seconds:.0f}s",
-            "--latency",
-            "-s",
-            str(REPO / "bench" / "limits.lua"),
-            f"http://127.0.0.1:{port}{path}",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-        check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    return {
-        "rps": rps,
-        "requests": done,
-        "non_2xx": int(bad.group(1)) if bad else 0,
-        "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan"),
-    }
+    env = {"BENCH_PATH": path, "BENCH_CALLERS": str(callers)}
+    return wrk(port, path, "limits.lua", env, seconds, connections)
 
 
 async def wait_http(url: str, timeout: float = 90) -> None:

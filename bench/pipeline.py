@@ -74,7 +74,14 @@ async def wait_http(url: str, timeout: float = 60) -> None:
 
 
 def run_wrk(port: int, token: str, seconds: float, connections: int) -> dict[str, float]:
-    env = {**os.environ, "BENCH_TOKEN": token}
+    return wrk(port, "/v1/reports", "report.lua", {"BENCH_TOKEN": token}, seconds, connections)
+
+
+def wrk(
+    port: int, path: str, script: str, env: dict[str, str], seconds: float, connections: int
+) -> dict[str, float]:
+    """One wrk run of `bench/<script>` against 127.0.0.1:`port``path`: requests/s, count,
+    non-2xx answers and p99 (ms). `env` reaches the script."""
     out = subprocess.run(
         [
             "wrk",
@@ -86,10 +93,10 @@ def run_wrk(port: int, token: str, seconds: float, connections: int) -> dict[str
             f"{seconds:.0f}s",
             "--latency",
             "-s",
-            str(REPO / "bench" / "report.lua"),
-            f"http://127.0.0.1:{port}/v1/reports",
+            str(REPO / "bench" / script),
+            f"http://127.0.0.1:{port}{path}",
         ],
-        env=env,
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=seconds + 60,
