@@ -6,7 +6,6 @@ Used by the HTTP app's lifespan and by the CLI; nothing here runs at import time
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -28,7 +27,7 @@ from app.platform.metrics import EngineFigures, Metrics, database_source, engine
 from app.platform.metrics_listener import MetricsListener
 from app.platform.relay import OutboxRelay
 from app.platform.settings import Settings
-from app.platform.shutdown import bounded
+from app.platform.shutdown import bounded, cancel
 from app.platform.tracing import Tracing
 from app.policies.categories import CategoryCache
 from app.privacy.access import AccessLog
@@ -198,10 +197,7 @@ class Runtime:
     async def stop(self) -> None:
         if self.metrics_listener is not None:
             await bounded("the metrics listener", self.metrics_listener.stop(), 2.0)
-        if self._grid_watch is not None:
-            self._grid_watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._grid_watch
+        await cancel(self._grid_watch)
         # Each step is bounded (app/platform/shutdown.py): told to stop, a process is gone within
         # a minute whatever the broker or the database does.
         if self.checkpoints is not None:

@@ -13,7 +13,6 @@ the final INSERTs of the row and its chunks take a write transaction.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -45,6 +44,7 @@ from app.cases.checkpoints import (
 from app.models import AuditCheckpoint, AuditCheckpointLeaves
 from app.platform.clock import Clock
 from app.platform.db import Database
+from app.platform.shutdown import cancel
 
 log = logging.getLogger(__name__)
 
@@ -254,11 +254,8 @@ class CheckpointKeeper:
         self._task = asyncio.create_task(self._loop(), name="gridflow-audit-checkpoints")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel(task)
 
     async def _loop(self) -> None:
         while True:

@@ -309,16 +309,17 @@ async def list_checkpoints(db: Database) -> list[dict[str, Any]]:
     async with db.reader() as session:
         rows = list(await session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id)))
         kept = set(await session.scalars(select(AuditCheckpointLeaves.checkpoint_id).distinct()))
-    return [
-        {
-            "id": cp.id,
-            "taken_at": cp.taken_at.isoformat(),
-            "cases": cp.cases,
-            "events": cp.events,
-            "root": cp.root,
-            "vanished": cp.vanished,
-            "rolled_back": cp.rolled_back,
-            "leaves_kept": cp.id in kept or cp.cases == 0,
-        }
-        for cp in rows
-    ]
+    return [summary(cp) | {"leaves_kept": cp.id in kept or cp.cases == 0} for cp in rows]
+
+
+def summary(cp: AuditCheckpoint) -> dict[str, Any]:
+    """A checkpoint as the command line and scripts see it."""
+    return {
+        "id": cp.id,
+        "taken_at": cp.taken_at.isoformat(),
+        "cases": cp.cases,
+        "events": cp.events,
+        "root": cp.root,
+        "vanished": cp.vanished,
+        "rolled_back": cp.rolled_back,
+    }

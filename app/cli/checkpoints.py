@@ -33,6 +33,7 @@ def checkpoint(as_json: bool = JSON_OPTION) -> None:
     Example: gridflow audit checkpoint --json
     """
     from app.cases.checkpoint_take import take
+    from app.cases.checkpoint_verify import summary
     from app.cases.checkpoints import CheckpointKey
 
     s = settings()
@@ -47,16 +48,7 @@ def checkpoint(as_json: bool = JSON_OPTION) -> None:
             )
         if cp is None:
             raise CliError("other checkpoints kept being taken meanwhile; try again", EXIT_FAILURE)
-        return {
-            "id": cp.id,
-            "taken_at": cp.taken_at.isoformat(),
-            "cases": cp.cases,
-            "events": cp.events,
-            "root": cp.root,
-            "vanished": cp.vanished,
-            "rolled_back": cp.rolled_back,
-            "faults": cp.faults,
-        }
+        return summary(cp) | {"faults": cp.faults}
 
     taken = arun(run())
     if as_json:

@@ -39,7 +39,6 @@ with the default budgets).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -49,6 +48,7 @@ from collections.abc import Callable
 from app.platform.errors import DRIVER_DOWN
 from app.platform.settings import Bucket, LimitSettings
 from app.platform.shared_buckets import SharedBuckets
+from app.platform.shutdown import cancel
 
 log = logging.getLogger(__name__)
 
@@ -243,10 +243,7 @@ class Limiter:
                 log.debug("rate limits: pruned %d full buckets", deleted)
 
     async def close(self) -> None:
-        if self._pruning is not None:
-            self._pruning.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pruning
-            self._pruning = None
+        pruning, self._pruning = self._pruning, None
+        await cancel(pruning)
         if self.shared is not None:
             await self.shared.close()

@@ -5,13 +5,14 @@ decides when to ask them and what to do when they do not answer."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import itertools
 from dataclasses import dataclass, field
 
 import asyncpg
 from sqlalchemy.engine import make_url
+
+from app.platform.shutdown import cancel
 
 BATCH_KEYS = 256  # most keys in one take statement
 
@@ -172,10 +173,7 @@ class SharedBuckets:
 
     async def close(self) -> None:
         sender, self._sender = self._sender, None
-        if sender is not None:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
+        await cancel(sender)
         pool, self._pool = self._pool, None
         if pool is not None:
             try:

@@ -9,8 +9,10 @@ stops, even when a broker or the database does not answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable
+from typing import Any
 
 log = logging.getLogger("gridflow.shutdown")
 
@@ -31,3 +33,12 @@ async def bounded(what: str, step: Awaitable[object], timeout_s: float) -> bool:
     task.add_done_callback(lambda t: t.cancelled() or t.exception())
     log.warning("stopping: %s took over %.0f s; abandoned", what, timeout_s)
     return False
+
+
+async def cancel(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a background task and wait until it has ended (None: nothing to stop)."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -32,6 +32,7 @@ from app.platform.clock import Clock
 from app.platform.db import Database
 from app.platform.errors import ServiceUnavailable
 from app.platform.settings import PrivacySettings
+from app.platform.shutdown import cancel
 
 log = logging.getLogger(__name__)
 _TABLE = cast(Table, AccessRecord.__table__)
@@ -144,11 +145,8 @@ class AccessLog:
 
     async def stop(self) -> None:
         """Stop the writer and write what is left; what cannot be written is logged."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel(task)
         try:
             await asyncio.wait_for(self.flush(), 5.0)
         except Exception:
