@@ -14,14 +14,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, OperationalError
-
 from app.cases.events import EventEnvelope, EventType, ReportReceivedData, enqueue
 from app.devices.keys import prune_signatures
 from app.models import ProcessedEvent
 from app.platform import logs, topics
 from app.platform.bus import Bus, Consumer, EmbeddedBus, Message, start_consumer
-from app.platform.db import Database
+from app.platform.db import Database, unreachable
 from app.platform.outbox import prune_idempotency_keys, prune_outbox
 from app.platform.processed import record_new
 from app.platform.settings import TracingSettings
@@ -46,12 +44,6 @@ COMMANDS: dict[EventType, Callable[[EventEnvelope], Command[Any]]] = {
 
 DISPATCHER_GROUP = "gridflow-dispatcher"
 SLOT_RETRIES = 3  # a batch applied again after finding a slot taken, before going one by one
-
-
-def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError | ConnectionError | TimeoutError | OSError):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 class Engine:
@@ -200,7 +192,7 @@ class Engine:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if not _transient(exc):
+                if not unreachable(exc):
                     return exc
                 waits += 1
                 log.warning("database unavailable while dispatching; retrying: %s", exc)

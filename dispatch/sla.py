@@ -1,7 +1,9 @@
 """The SLA clock: fire due timers, each exactly once.
 
 A sweep takes one due timer at a time in its own transaction (FOR UPDATE SKIP LOCKED on
-PostgreSQL, so several sweepers share the work; SQLite has one writer), marks it fired and acts:
+PostgreSQL, so several sweepers share the work; SQLite has one writer), locks its case without
+waiting (a case another transaction holds is left to the next sweep: everything else locks the
+case before its timers, and waiting here would close a deadlock), marks the timer fired and acts:
 an unanswered offer expires and moves on (and after the policy's `max_refusals` the grid leader
 is called); a clock past `warn_at` of its goal appends SlaWarning; a missed on-site, close or
 verify deadline appends SlaBreached and raises the escalation level; each step of the policy's
@@ -29,7 +31,7 @@ from app.cases.states import (
 )
 from app.models import Case, SlaTimer, Task
 from app.platform import logs
-from app.platform.db import Database
+from app.platform.db import Database, lost_race, unreachable
 from app.platform.uow import UnitOfWork
 from app.policies.document import policy_for
 from dispatch import escalation
@@ -45,28 +47,41 @@ ACTOR = "system:sla"
 async def sweep(db: Database, ctx: DispatchContext, *, limit: int = 500) -> int:
     """Fire timers due at the clock's now. Returns how many fired."""
     fired = 0
+    busy: set[int] = set()  # timers whose case another transaction holds: the next sweep's
     while fired < limit:
         now = ctx.clock.now()
         timer_id: int | None = None
         case_id: str | None = None
         try:
             async with db.transaction() as uow:
-                timer = await uow.session.scalar(
+                due = (
                     select(SlaTimer)
                     .where(SlaTimer.state == TimerState.ARMED, SlaTimer.due_at <= now)
                     .order_by(SlaTimer.due_at, SlaTimer.id)
                     .limit(1)
                     .with_for_update(skip_locked=True)
                 )
+                if busy:
+                    due = due.where(SlaTimer.id.not_in(busy))
+                timer = await uow.session.scalar(due)
                 if timer is None:
                     return fired
                 timer_id, case_id = timer.id, timer.case_id
+                case = await _case_unless_busy(uow, timer.case_id)
+                if isinstance(case, _Busy):
+                    busy.add(timer.id)
+                    continue
                 timer.state = TimerState.FIRED
                 timer.fired_at = now
-                await fire(uow, ctx, timer)
-        except Exception:
+                await fire(uow, ctx, timer, case)
+        except Exception as exc:
             if timer_id is None:
                 raise
+            if unreachable(exc) or lost_race(exc):
+                # Nothing was written: the timer stays armed and the next sweep fires it.
+                with logs.bind(case_id=case_id):
+                    log.warning("SLA timer %s left for the next sweep: %s", timer_id, exc)
+                return fired
             # A timer that cannot be handled must not stall the clock for every other case.
             with logs.bind(case_id=case_id):
                 log.exception("SLA timer %s failed; marking it failed", timer_id)
@@ -78,8 +93,29 @@ async def sweep(db: Database, ctx: DispatchContext, *, limit: int = 500) -> int:
     return fired
 
 
-async def fire(uow: UnitOfWork, ctx: DispatchContext, timer: SlaTimer) -> None:
-    case = await uow.session.get(Case, timer.case_id, with_for_update=True)
+class _Busy:
+    pass
+
+
+BUSY = _Busy()
+
+
+async def _case_unless_busy(uow: UnitOfWork, case_id: str) -> Case | _Busy | None:
+    """The timer's case, locked, or BUSY when another transaction holds it.
+
+    Everything else locks a case and then its timers; the sweeper holds a timer already, so it
+    never waits for the case (that wait is half of a deadlock): it leaves the timer to the next
+    sweep instead. None when the case is gone."""
+    case = await uow.session.scalar(
+        select(Case).where(Case.id == case_id).with_for_update(skip_locked=True)
+    )
+    if case is not None:
+        return case
+    exists = await uow.session.scalar(select(Case.id).where(Case.id == case_id))
+    return None if exists is None else BUSY
+
+
+async def fire(uow: UnitOfWork, ctx: DispatchContext, timer: SlaTimer, case: Case | None) -> None:
     if case is None:
         return
     kind = TimerKind(timer.kind)
