@@ -27,12 +27,12 @@ unit: unit-embedded unit-services
 
 # The suite on the embedded default: SQLite and the in-process bus.
 unit-embedded: $(STAMP)
-	$(BIN)/pytest --ignore=tests/faults --ignore=tests/services
+	$(BIN)/pytest --durations=15 --ignore=tests/faults --ignore=tests/services
 
 # The same suite, plus the fault tests, on a throwaway PostgreSQL (Debian's package, installed
 # if missing) and a single-node Kafka (jars resolved by Maven, cached).
 unit-services: $(STAMP)
-	deploy/local/with-services.sh $(BIN)/pytest
+	deploy/local/with-services.sh $(BIN)/pytest --durations=15
 
 demo: $(STAMP)
 	$(BIN)/gridflow demo
