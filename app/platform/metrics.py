@@ -10,7 +10,10 @@ lookups on the hot paths):
   time from a report's intake to the offer made when its case opened;
 - live subscribers (WebSocket feed, SSE streams, waiting long polls) while connected, and
   those dropped for falling behind;
-- takes the shared rate-limit store failed (app/platform/limiter.py), by reason.
+- takes the shared rate-limit store failed (app/platform/limiter.py), by reason;
+- the pauses of Python's cyclic garbage collector, by generation: a full collection stops the
+  event loop while it walks every tracked object, so a process holding many live streams sees
+  it as a latency tail (`docs/PERFORMANCE.md`, the live feed's followers).
 
 Read when scraped (and reused for `metrics.gauge_cache_s`): open and overdue cases and the outbox
 backlog from the database; where the engine runs, the intake consumer's lag per partition and
@@ -32,7 +35,9 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import bisect
 import contextlib
+import gc
 import logging
 import os
 import shutil
@@ -56,7 +61,12 @@ from prometheus_client import (
     values,
 )
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from app.cases import queries
 from app.cases.events import EventType, NewEvent
@@ -90,6 +100,7 @@ DISPATCHER_MESSAGES = "gridflow_dispatcher_messages"
 DISPATCHER_DEAD_LETTERS = "gridflow_dispatcher_dead_letters"
 BUILD_INFO = "gridflow_build_info"
 RATE_LIMIT_STORE_FAILURES = "gridflow_rate_limit_store_failures"
+GC_PAUSES = "gridflow_gc_pause_seconds"
 
 FAMILIES: Mapping[str, str] = {
     INTAKE: "counter",
@@ -110,6 +121,7 @@ FAMILIES: Mapping[str, str] = {
     DISPATCHER_DEAD_LETTERS: "counter",
     BUILD_INFO: "gauge",
     RATE_LIMIT_STORE_FAILURES: "counter",
+    GC_PAUSES: "histogram",
 }
 _SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 
@@ -131,6 +143,9 @@ ACTIONS = frozenset(
 # Intake to offer: an offer within a second is the norm; a fire lane's worker must be on site in
 # five minutes.
 OFFER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+# A young collection takes well under a millisecond; a full one over a large heap, a second.
+GC_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+GENERATIONS = ("0", "1", "2")
 
 Source = Callable[[], Awaitable[Iterable[Metric]]]
 
@@ -185,6 +200,52 @@ class IntakeCount:
 
     def __init__(self) -> None:
         self.duplicate = False
+
+
+class _GcPauses:
+    """Every collection of the cyclic garbage collector in this process, timed by one
+    `gc.callbacks` entry. The callback only adds to plain counters (no lock: a collection can
+    start inside any allocation, a metric's own locked update among them); a scrape reads them
+    as a histogram."""
+
+    def __init__(self) -> None:
+        self.buckets = {g: [0] * (len(GC_BUCKETS) + 1) for g in GENERATIONS}
+        self.sums = dict.fromkeys(GENERATIONS, 0.0)
+        self._started = 0.0
+        self._installed = False
+
+    def install(self) -> None:
+        if not self._installed:
+            gc.callbacks.append(self._callback)
+            self._installed = True
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._started
+        generation = GENERATIONS[min(info.get("generation", 2), 2)]
+        self.buckets[generation][bisect.bisect_left(GC_BUCKETS, pause)] += 1
+        self.sums[generation] += pause
+
+    def collect(self) -> Iterable[Metric]:
+        family = HistogramMetricFamily(
+            GC_PAUSES,
+            "Pauses of the cyclic garbage collector in the process answering (the event loop "
+            "stops meanwhile), by generation (2: a full collection)",
+            labels=["generation"],
+        )
+        for generation in GENERATIONS:
+            counts = list(self.buckets[generation])
+            cumulative, total = [], 0
+            for bound, count in zip([*map(str, GC_BUCKETS), "+Inf"], counts, strict=True):
+                total += count
+                cumulative.append((bound, total))
+            family.add_metric([generation], cumulative, self.sums[generation])
+        return [family]
+
+
+_gc_pauses = _GcPauses()
 
 
 class _Figures:
@@ -284,6 +345,8 @@ class Metrics:
         if self.multiprocess_dir is None:
             r.register(self._figures)
             ProcessCollector(registry=r)  # this process's CPU, memory, open files
+            r.register(_gc_pauses)
+        _gc_pauses.install()
 
     # --- counting -----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -368,6 +431,7 @@ class Metrics:
         registry, path = CollectorRegistry(), self.multiprocess_dir
         multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
         registry.register(self._figures)
+        registry.register(_gc_pauses)
         return encoder(registry), content_type
 
     async def _refresh(self) -> None:

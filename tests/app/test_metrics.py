@@ -5,6 +5,7 @@ summed through prometheus_client's multiprocess mode."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import subprocess
@@ -520,3 +521,16 @@ def test_gridflow_api_with_two_workers_counts_both_in_every_scrape(tmp_path: Pat
     finally:
         api.terminate()
         api.wait(timeout=30)
+
+
+async def test_garbage_collector_pauses_are_timed_by_generation(h: Harness) -> None:
+    before = await scrape(h)
+    gc.collect()  # a full collection
+    gc.collect(0)
+    after = await scrape(h)
+    full = "gridflow_gc_pause_seconds_count"
+    assert delta(before, after, full, generation="2") >= 1
+    assert delta(before, after, full, generation="0") >= 1
+    assert delta(before, after, "gridflow_gc_pause_seconds_sum", generation="2") > 0
+    every = value(after, "gridflow_gc_pause_seconds_bucket", generation="2", le="+Inf")
+    assert every == value(after, full, generation="2")
