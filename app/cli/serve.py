@@ -7,11 +7,12 @@ import logging
 import os
 import signal
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from app.cli.common import settings
+from app.platform import collector
 from app.platform.settings import Settings
 
 HOST = typer.Option(help="address to listen on")
@@ -43,6 +44,7 @@ def serve(
     if s.auth.secret is None:
         print(f"  signing secret: {secret_file} (created on first use)")
     sys.stdout.flush()
+    collector.tune(s.gc_freeze)
     uvicorn.run(
         create_app(s),
         host=host,
@@ -80,7 +82,7 @@ def api(
     os.environ["GRIDFLOW_RUN_ENGINE"] = "false"
     os.environ["GRIDFLOW_AUTO_MIGRATE"] = "false"
     uvicorn.run(
-        "app.http.app:create_app",
+        "app.cli.serve:worker_app",
         factory=True,
         host=host,
         port=port,
@@ -93,6 +95,15 @@ def api(
         timeout_keep_alive=75,
         proxy_headers=True,
     )
+
+
+def worker_app() -> Any:
+    """The app of one `gridflow api` worker process."""
+    from app.http.app import create_app
+
+    s = Settings()
+    collector.tune(s.gc_freeze)
+    return create_app(s)
 
 
 async def _prepare(s: Settings) -> None:
@@ -115,6 +126,8 @@ def dispatcher() -> None:
     from app.runtime import Runtime
 
     s = settings().model_copy(update={"run_engine": True})
+
+    collector.tune(s.gc_freeze)
 
     async def run() -> None:
         runtime = Runtime(s)

@@ -457,6 +457,11 @@ class Settings(BaseSettings):
         description="With the Kafka bus, publish the outbox from this process (when the engine "
         "runs here too).",
     )
+    gc_freeze: bool = Field(
+        default=True,
+        description="In the long-running commands, freeze what survives each full garbage "
+        "collection so that the next one walks only newer objects (app/platform/collector.py).",
+    )
     db: DbSettings = DbSettings()
     bus: BusSettings = BusSettings()
     kafka: KafkaSettings = KafkaSettings()
