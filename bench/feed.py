@@ -159,10 +159,34 @@ def created_at(db: Path, ids: list[str]) -> dict[str, float]:
         return out
 
 
+async def full_collections() -> tuple[float, float, float]:
+    """The server's full garbage collections so far: how many, their seconds in all, and how
+    many took over a quarter of a second (its `gridflow_gc_pause_seconds`)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{PORT}/metrics")).text
+    got: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("generation") != "2":
+                continue
+            if sample.name.endswith("_count"):
+                got["count"] = sample.value
+            elif sample.name.endswith("_sum"):
+                got["sum"] = sample.value
+            elif sample.name.endswith("_bucket") and sample.labels.get("le") == "0.25":
+                got["short"] = sample.value
+    count = got.get("count", 0.0)
+    return count, got.get("sum", 0.0), count - got.get("short", 0.0)
+
+
 async def measure(
     op: Operator, resident: str, db: Path, rate: float, seconds: float, seed: int
 ) -> dict[str, float]:
     count = int(rate * seconds)
+    gc_before = await full_collections()
     sent = await sender.send(PORT, report_request(resident, seed), rate=rate, count=count)
     answers = zip(sent.statuses, sent.bodies, strict=True)
     ids = [json.loads(b)["id"] for st, b in answers if st == 201]
@@ -172,6 +196,7 @@ async def measure(
         if all(c is not None and c in op.offered_at for c in cases):
             break
         await asyncio.sleep(0.2)
+    gc_after = await full_collections()
     created = created_at(db, ids)
     latencies = []
     for rid in ids:
@@ -184,6 +209,9 @@ async def measure(
         "seen": len(latencies),
         "p50_ms": pct(latencies, 50),
         "p99_ms": pct(latencies, 99),
+        "full_collections": gc_after[0] - gc_before[0],
+        "full_collection_s": round(gc_after[1] - gc_before[1], 3),
+        "full_collections_over_250ms": gc_after[2] - gc_before[2],
     }
 
 
@@ -201,6 +229,11 @@ async def main() -> int:
     parser.add_argument("--followers", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--no-gc-freeze",
+        action="store_true",
+        help="the server on CPython's own collector policy (GRIDFLOW_GC_FREEZE=false)",
+    )
     parser.add_argument("--follow", help=argparse.SUPPRESS)  # the followers' own process
     parser.add_argument("--bearer", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -216,6 +249,7 @@ async def main() -> int:
         "followers": args.followers,
         "rate": args.rate,
         "seconds": args.seconds,
+        "gc_freeze": not args.no_gc_freeze,
     }
     with tempfile.TemporaryDirectory(prefix="gridflow-feed-bench-") as tmp:
         data = Path(tmp)
@@ -224,6 +258,7 @@ async def main() -> int:
             "GRIDFLOW_DATA_DIR": str(data),
             "GRIDFLOW_AUTH__SECRET": secret,
             "GRIDFLOW_LIMITS__ENABLED": "false",
+            "GRIDFLOW_GC_FREEZE": "false" if args.no_gc_freeze else "true",
         }
         server = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--port", str(PORT)],
@@ -299,7 +334,8 @@ async def main() -> int:
     print(json.dumps(result, indent=2))
     out = REPO / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / f"feed-{result['date'][:10]}.json").write_text(json.dumps(result, indent=2))
+    policy = "" if result["gc_freeze"] else "-no-gc-freeze"
+    (out / f"feed-{result['date'][:10]}{policy}.json").write_text(json.dumps(result, indent=2))
     return 0
 
 
