@@ -16,8 +16,9 @@ always; frozen ones that die in a reference cycle stay until the next whole coll
 one comes when the frozen set has grown to `regrow` times its size after the last whole
 collection: then the survivors are unfrozen and the next full collection walks everything
 (one long pause, as often as the live set doubles, not every few seconds), which bounds what
-cycles can hold on to. `gridflow_gc_pause_seconds` shows the pauses. Off with
-`GRIDFLOW_GC_FREEZE=false`.
+cycles can hold on to. The frozen set is counted as it is frozen, and its real size (a walk of
+its own) read only when that count says it may have grown so far. `gridflow_gc_pause_seconds`
+shows the pauses. Off with `GRIDFLOW_GC_FREEZE=false`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class FreezeSurvivors:
             raise ValueError("regrow must be above 1")
         self.regrow = regrow
         self.whole_at = 0  # the frozen count after the last whole collection (0: before one)
+        self.frozen = 0  # objects frozen since (some since freed: reference counting frees
+        # frozen objects too, uncounted)
         self.whole_collections = 0
         self.installed = False
 
@@ -48,20 +51,25 @@ class FreezeSurvivors:
             gc.callbacks.remove(self._callback)
             self.installed = False
         gc.unfreeze()
-        self.whole_at = 0
+        self.whole_at = self.frozen = 0
 
     def _callback(self, phase: str, info: dict[str, int]) -> None:
         if phase != "stop" or info.get("generation") != 2:
             return
-        frozen = gc.get_freeze_count()
-        if self.whole_at and frozen > self.regrow * self.whole_at:
-            # The next full collection walks everything, and freezes what survives it.
-            gc.unfreeze()
-            self.whole_at = 0
-            return
+        # Counted as they are frozen: gc.get_freeze_count() walks the whole frozen list (as
+        # long as a quarter of a full collection of it), so it is asked only when this count,
+        # which misses what reference counting freed since, says the set may have grown enough.
+        self.frozen += len(gc.get_objects(generation=2))
+        if self.whole_at and self.frozen > self.regrow * self.whole_at:
+            self.frozen = gc.get_freeze_count() + len(gc.get_objects(generation=2))
+            if self.frozen > self.regrow * self.whole_at:
+                # The next full collection walks everything, and freezes what survives it.
+                gc.unfreeze()
+                self.whole_at = self.frozen = 0
+                return
         gc.freeze()
         if not self.whole_at:
-            self.whole_at = gc.get_freeze_count()
+            self.whole_at = self.frozen
             self.whole_collections += 1
 
 

@@ -59,13 +59,22 @@ def test_a_frozen_set_grown_past_regrow_is_walked_whole_again(
     first = survivors.whole_at
     assert first > 0
     grown = [[i] for i in range(2 * first + 1000)]  # the live set more than doubles
-    gc.collect()  # freezes the newcomers: now over twice the size
-    assert gc.get_freeze_count() > 2 * first
-    gc.collect()  # sees that, and unfreezes
+    gc.collect()  # sees its newcomers would more than double it, and unfreezes
     assert gc.get_freeze_count() == 0 and tracked(grown)
     gc.collect()  # a whole collection, whose survivors are frozen again
     assert survivors.whole_collections == 2
     assert survivors.whole_at > 2 * first and not tracked(grown)
+
+
+def test_a_set_that_only_churned_is_not_walked_whole(survivors: FreezeSurvivors) -> None:
+    gc.collect()
+    first = survivors.whole_at
+    for _ in range(3):  # 60 % more each time, the last ones freed meanwhile: 280 % counted
+        churn = [[i] for i in range(first * 6 // 10)]
+        gc.collect()
+        del churn
+    assert survivors.frozen <= 2 * first  # the count was checked and corrected
+    assert survivors.whole_collections == 1 and gc.get_freeze_count() > 0
 
 
 def test_uninstall_unfreezes_everything() -> None:
