@@ -67,8 +67,8 @@ async def sweep(db: Database, ctx: DispatchContext, *, limit: int = 500) -> int:
                 if timer is None:
                     return fired
                 timer_id, case_id = timer.id, timer.case_id
-                case = await _case_unless_busy(uow, timer.case_id)
-                if isinstance(case, _Busy):
+                case, held = await _case_unless_busy(uow, timer.case_id)
+                if held:
                     busy.add(timer.id)
                     continue
                 timer.state = TimerState.FIRED
@@ -93,26 +93,19 @@ async def sweep(db: Database, ctx: DispatchContext, *, limit: int = 500) -> int:
     return fired
 
 
-class _Busy:
-    pass
-
-
-BUSY = _Busy()
-
-
-async def _case_unless_busy(uow: UnitOfWork, case_id: str) -> Case | _Busy | None:
-    """The timer's case, locked, or BUSY when another transaction holds it.
+async def _case_unless_busy(uow: UnitOfWork, case_id: str) -> tuple[Case | None, bool]:
+    """The timer's case, locked, and whether another transaction holds it instead.
 
     Everything else locks a case and then its timers; the sweeper holds a timer already, so it
     never waits for the case (that wait is half of a deadlock): it leaves the timer to the next
-    sweep instead. None when the case is gone."""
+    sweep instead. (None, False) when the case is gone."""
     case = await uow.session.scalar(
         select(Case).where(Case.id == case_id).with_for_update(skip_locked=True)
     )
     if case is not None:
-        return case
+        return case, False
     exists = await uow.session.scalar(select(Case.id).where(Case.id == case_id))
-    return None if exists is None else BUSY
+    return None, exists is not None
 
 
 async def fire(uow: UnitOfWork, ctx: DispatchContext, timer: SlaTimer, case: Case | None) -> None:

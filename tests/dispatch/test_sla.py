@@ -1,6 +1,5 @@
 """Deadlines with an injected clock: offers expire and move on, breaches fire exactly once."""
 
-import asyncio
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -13,9 +12,8 @@ from app.cases.states import TimerState
 from app.models import Case, OutboxMessage, SlaTimer, Worker
 from app.platform import topics
 from app.platform.bus import Message
-from app.platform.db import Database
 from dispatch import sla
-from tests.harness import PG_ADMIN_URL, Harness
+from tests.harness import Harness
 
 
 async def report_in_single_worker_grid(
@@ -421,36 +419,6 @@ async def test_working_hours_clocks_count_only_working_time(h: Harness) -> None:
     on_site = clocks(await h.case(case_id))["on_site"]
     assert on_site["calendar"] == "working_hours"
     assert (on_site["elapsed_s"], on_site["remaining_s"]) == (1800.0, 5400.0)
-
-
-@pytest.mark.skipif(
-    PG_ADMIN_URL is None, reason="SQLite has one writer: no other transaction holds a case"
-)
-async def test_a_timer_whose_case_is_held_is_left_for_the_next_sweep(h: Harness) -> None:
-    """Everything else locks a case and then its timers. A sweeper that held a due timer and
-    waited for its case closed a deadlock with such a transaction (PostgreSQL then aborted one
-    of them, and the timer was marked failed: the case never escalated). It never waits: the
-    timer stays armed and the next sweep fires it."""
-    _, case_id, _ = await report_in_single_worker_grid(h)
-    await h.offered_task(case_id)
-    h.clock.advance(61)  # the offer's 60 s have passed
-    other = Database(h.settings.database_url)  # another process's connection
-    try:
-        async with other.transaction() as uow:
-            held = await uow.session.get(Case, case_id, with_for_update=True)
-            assert held is not None
-            assert await asyncio.wait_for(h.sweep(), timeout=30) == 0
-            # ... and the holder goes on to the case's timers without meeting the sweeper
-            armed = await uow.session.scalars(
-                select(SlaTimer.id)
-                .where(SlaTimer.case_id == case_id, SlaTimer.state == TimerState.ARMED)
-                .with_for_update()
-            )
-            assert list(armed)
-    finally:
-        await other.dispose()
-    assert await h.sweep() == 1
-    assert types(await h.case(case_id))[-2:] == ["TaskExpired", "TaskOffered"]
 
 
 class _Deadlock(Exception):
